@@ -1,0 +1,3 @@
+from fluid.cli import app
+
+app(prog_name="fluid")

@@ -1,0 +1,606 @@
+"""``fluid.Classifier``: the one code path for training, evaluation and prediction.
+
+The CLI, the HTTP server and the experiment runner are thin layers over this class, so the same seed gives the
+same numbers everywhere.
+
+Example::
+
+    from fluid import Classifier
+    clf = Classifier("fluid", text_encoder="tiny", image_encoder="tiny",
+                     label="category", text=["name", "description"], image="image_path")
+    clf.fit(train_df, epochs=5)
+    clf.predict(test_df)            # pandas Series aligned with test_df.index
+    clf.evaluate(test_df)           # dict with the keys of `fluid evaluate --json`
+    clf.save("runs/my-model"); Classifier.load("runs/my-model")
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.exceptions import NotFittedError
+
+from fluid.config import Columns, RunConfig
+
+log = logging.getLogger("fluid")
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.yaml"
+LABELS_FILE = "labels.json"
+METRICS_FILE = "metrics.json"
+SPLIT_FILE = "split.csv"
+CHECKPOINT_DIR = "checkpoints"
+RUN_FILES = (CONFIG_FILE, LABELS_FILE, WEIGHTS_FILE, METRICS_FILE, SPLIT_FILE, "report.md", "bad_rows.json")
+RUN_DIRS = ("encoders", "plots")
+ACCEPTED_DATA = ("a pandas DataFrame", "a path to a .csv/.tsv/.parquet/.jsonl catalogue",
+                 "a GLAMI-1M folder or zip", "a dict or a list of dicts (one product each)",
+                 "an image path or a list of image paths")
+
+_COLUMN_PARAMS = {"label": "label", "text": "text", "image": "image", "image_root": "image_root",
+                  "id": "id", "language": "language", "label_source": "label_source", "encoding": "encoding"}
+
+
+class FluidNotFittedError(NotFittedError):
+    """Raised when predict/evaluate/embed/save is called before fit or load."""
+
+
+def _natural_key(label: str):
+    return (0, int(label), "") if label.lstrip("-").isdigit() else (1, 0, label)
+
+
+class Classifier:
+    """A multimodal (image + text) product classifier.
+
+    Args:
+        model: a head name from :func:`fluid.model.available_heads` ("fluid", "fluid-no-moe", "early-fusion",
+            "blip2", "image-only", "text-only", "molt", ...).
+        text_encoder / image_encoder: a Hugging Face hub name, a local directory, or the offline preset
+            "tiny". Defaults are the paper's (mBERT and ViT-B/16), which need the hub or a local copy.
+        label / text / image: column names of the label, the text column(s) (joined with a newline) and the
+            image column (paths relative to ``image_root``, bytes, PIL images, or missing).
+        image_root: folder that image paths are relative to; paths may not escape it.
+        id / language / label_source: optional column names.
+        path: the run directory to train into (default: a fresh temporary directory).
+        **config: any other :class:`fluid.config.RunConfig` field (epochs, batch_size, lr, modality_dropout,
+            head={...} overrides such as hidden_dim or num_experts, ...).
+    """
+
+    def __init__(self, model: str = "fluid", *, text_encoder: str | None = None, image_encoder: str | None = None,
+                 label: str = "label", text: str | list[str] = "text", image: str | None = "image",
+                 image_root: str | None = None, id: str | None = None, language: str | None = None,
+                 label_source: str | None = None, encoding: str | None = None, path: str | None = None,
+                 **config: Any):
+        self._params = dict(model=model, text_encoder=text_encoder, image_encoder=image_encoder, label=label,
+                            text=text, image=image, image_root=image_root, id=id, language=language,
+                            label_source=label_source, encoding=encoding, path=path, **config)
+        self.config = self._build_config(self._params)
+        self.network = None
+        self.classes_: list[str] | None = None
+        self.run_dir: Path | None = Path(path) if path else None
+        self.metrics_: dict | None = None
+
+    # ----------------------------------------------------------------- scikit-learn conventions
+    def get_params(self, deep: bool = True) -> dict:
+        return dict(self._params)
+
+    def set_params(self, **params) -> "Classifier":
+        merged = {**self._params, **params}
+        self.config = self._build_config(merged)
+        self._params = merged
+        return self
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self._params.items() if v is not None)
+        return f"Classifier({shown})"
+
+    @staticmethod
+    def _build_config(params: dict) -> RunConfig:
+        params = dict(params)
+        params.pop("path", None)
+        columns = {}
+        for key, column_field in _COLUMN_PARAMS.items():
+            columns[column_field] = params.pop(key)
+        if isinstance(columns["text"], str):
+            columns["text"] = [columns["text"]]
+        values = {k: v for k, v in params.items() if v is not None}
+        unknown = set(values) - RunConfig.field_names()
+        if unknown:
+            raise TypeError(f"Classifier got unknown options {sorted(unknown)}; valid options: "
+                            f"{sorted(RunConfig.field_names() - {'columns'}) + sorted(_COLUMN_PARAMS)}")
+        base = RunConfig().to_dict()
+        base.update(values)
+        base["columns"] = Columns(**columns)
+        return RunConfig.from_dict(base)
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.network is not None
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise FluidNotFittedError("This Classifier is not fitted yet: call fit(...) or Classifier.load(dir) "
+                                      "before predict, predict_proba, evaluate, embed or save.")
+
+    # ----------------------------------------------------------------- data
+    def _read(self, data, *, split: str | None, require_label: bool):
+        from fluid.data import find_glami, read_catalogue
+
+        columns = self.config.columns
+        if isinstance(data, dict):
+            data = [data]
+        if isinstance(data, list) and data and all(isinstance(d, dict) for d in data):
+            # One product per dict: an absent key is a missing modality, not a schema error.
+            data = pd.DataFrame(data)
+            for column in [*columns.text, columns.image]:
+                if column is not None and column not in data.columns:
+                    data[column] = None
+        elif isinstance(data, (list, tuple)) and data and all(isinstance(d, (str, Path)) for d in data):
+            data = pd.DataFrame({columns.image or "image": [str(d) for d in data]})
+        elif isinstance(data, (str, Path)) and str(data).lower().endswith(IMAGE_SUFFIXES):
+            data = pd.DataFrame({columns.image or "image": [str(data)]})
+        elif not isinstance(data, (pd.DataFrame, str, Path)):
+            raise TypeError(f"data must be {', '.join(ACCEPTED_DATA)}; got {type(data).__name__}")
+        if isinstance(data, pd.DataFrame) and data.empty:
+            raise ValueError("data is an empty DataFrame: there is nothing to "
+                             + ("train on" if require_label else "score"))
+        if isinstance(data, (str, Path)) and find_glami(Path(data), strict=False) is not None:
+            if split == "val":
+                raise ValueError(f"{data} is a GLAMI-1M catalogue, which has no validation split: leave val "
+                                 "empty to carve a stratified one from its training split (the test split is "
+                                 "for the final evaluation only)")
+            return read_catalogue(data, split=split, on_bad_row=self.config.on_bad_row,
+                                  require_label=require_label)
+        def optional(column):  # at inference, optional columns may be absent from a DataFrame
+            return column if (require_label or self._has_column(data, column)) else None
+
+        catalogue = read_catalogue(
+            data, text_cols=columns.text, image_col=columns.image, label_col=optional(columns.label),
+            id_col=optional(columns.id), language_col=optional(columns.language),
+            label_source_col=optional(columns.label_source),
+            image_root=columns.image_root, on_bad_row=self.config.on_bad_row, require_label=require_label,
+            **({"encoding": columns.encoding} if not isinstance(data, pd.DataFrame) else {}),
+        )
+        if isinstance(data, pd.DataFrame) and not require_label and data.index.is_unique:
+            # Keep every input row, so predictions align with the caller's index; rows the reader could not
+            # use (e.g. neither text nor image) come back empty and are reported as unscorable.
+            frame = catalogue.frame.reindex(data.index)
+            frame["text"] = frame["text"].astype(object).where(frame["text"].notna(), None)
+            frame["image"] = frame["image"].astype(object).where(frame["image"].notna(), None)
+            catalogue = dataclasses.replace(catalogue, frame=frame)
+        return catalogue
+
+    @staticmethod
+    def _has_column(data, column: str | None) -> bool:
+        if column is None:
+            return False
+        if isinstance(data, pd.DataFrame):
+            return column in data.columns
+        return True  # files: let the reader decide (GLAMI always has labels; tables may not)
+
+    # ----------------------------------------------------------------- building
+    def _build_network(self, corpus: list[str] | None, encoder_dir: Path | None = None):
+        from fluid.encoders import (build_image_encoder, build_text_encoder, load_image_encoder,
+                                    load_text_encoder)
+        from fluid.model import build_head
+        from fluid.training.network import MultimodalNetwork, head_modalities
+
+        cfg = self.config
+        uses_image, uses_text = head_modalities(cfg.model)
+        overrides = cfg.encoder_overrides or {}
+        text_encoder = image_encoder = None
+        if uses_text:
+            if encoder_dir is not None and (encoder_dir / "text").exists():
+                text_encoder = load_text_encoder(encoder_dir / "text")
+            else:
+                text_encoder = build_text_encoder(cfg.text_encoder, freeze=cfg.freeze,
+                                                  train_top_layers=cfg.train_top_layers,
+                                                  max_length=cfg.max_text_length, corpus=corpus,
+                                                  **overrides.get("text", {}))
+        if uses_image:
+            if encoder_dir is not None and (encoder_dir / "image").exists():
+                image_encoder = load_image_encoder(encoder_dir / "image")
+            else:
+                image_encoder = build_image_encoder(cfg.image_encoder, freeze=cfg.freeze,
+                                                    train_top_layers=cfg.train_top_layers,
+                                                    **overrides.get("image", {}))
+        head = build_head(cfg.model, len(self.classes_),
+                          image_dim=image_encoder.dim if image_encoder is not None else 768,
+                          text_dim=text_encoder.dim if text_encoder is not None else 768, **cfg.head)
+        return MultimodalNetwork(head, text_encoder, image_encoder, modality_dropout=cfg.modality_dropout)
+
+    def _loader(self, frame: pd.DataFrame, image_root, *, shuffle: bool, drop_modality: str | None = None,
+                label_map: dict | None = None):
+        from torch.utils.data import DataLoader
+
+        from fluid.data.dataset import CatalogueDataset
+        from fluid.training.network import Collator
+        from fluid.training.sampling import EpochShuffleSampler
+
+        label_map = label_map if label_map is not None else {c: i for i, c in enumerate(self.classes_)}
+        dataset = CatalogueDataset(frame, label_map, image_root=image_root, on_bad_row=self.config.on_bad_row)
+        collate = Collator.for_network(self.network, drop_modality=drop_modality)
+        sampler = EpochShuffleSampler(len(dataset), seed=self.config.seed) if shuffle else None
+        return DataLoader(dataset, batch_size=self.config.batch_size, sampler=sampler, collate_fn=collate,
+                          num_workers=self.config.num_workers, persistent_workers=self.config.num_workers > 0)
+
+    # ----------------------------------------------------------------- training
+    def fit(self, train, val=None, *, epochs: int | None = None, time_limit: float | None = None,
+            seed: int | None = None, devices: int | str = "auto", resume: bool = False,
+            progress: bool = True) -> "Classifier":
+        """Trains on ``train``; selects the best epoch on ``val`` (or a stratified split carved from ``train``).
+
+        Args:
+            train / val: DataFrame, catalogue path, or GLAMI-1M folder (its ``train`` split is used).
+            epochs: overrides the configured number of epochs.
+            time_limit: seconds; training stops cleanly at the next epoch boundary and keeps the best epoch.
+            seed: overrides the configured seed (data split, initialisation, shuffling).
+            devices: "auto", a number of devices, or a list — passed to Lightning (DDP for several).
+            resume: continue from ``<path>/checkpoints/last.ckpt`` of an interrupted run.
+        Returns:
+            self
+        """
+        from fluid.training.trainer import train_network
+
+        if epochs is not None:
+            self.set_params(epochs=epochs)
+        if seed is not None:
+            self.set_params(seed=seed)
+        cfg = self.config
+        run_dir = self._ensure_run_dir()
+        if resume and not (run_dir / CHECKPOINT_DIR / "last.ckpt").exists():
+            raise FileNotFoundError(f"resume=True but {run_dir / CHECKPOINT_DIR / 'last.ckpt'} does not exist: "
+                                    "there is no interrupted run in this directory to continue")
+
+        train_cat = self._read(train, split="train", require_label=True)
+        train_frame = train_cat.frame
+        bad_rows = {"train": train_cat.report.to_dict()}
+        if len(train_frame) == 0:
+            raise ValueError(f"no usable training rows in {train_cat.source}: {train_cat.report}")
+        if val is None:
+            from fluid.data.splits import stratified_split
+
+            train_frame, val_frame = stratified_split(train_frame, val_fraction=cfg.val_fraction, seed=cfg.seed)
+            val_root = train_cat.image_root
+            _write_split(run_dir / SPLIT_FILE, train_frame, val_frame)
+        else:
+            val_cat = self._read(val, split="val", require_label=True)
+            val_frame, val_root = val_cat.frame, val_cat.image_root
+            bad_rows["val"] = val_cat.report.to_dict()
+        (run_dir / "bad_rows.json").write_text(json.dumps(bad_rows, indent=2, default=str), encoding="utf-8")
+
+        labels_path = run_dir / LABELS_FILE
+        if resume and labels_path.exists():
+            self.classes_ = json.loads(labels_path.read_text(encoding="utf-8"))["classes"]
+        else:
+            self.classes_ = sorted({str(x) for x in train_frame["label"].dropna()}, key=_natural_key)
+        if len(self.classes_) < 2:
+            raise ValueError(f"training needs at least 2 classes; the training data has {self.classes_}")
+
+        import lightning.pytorch as pl
+
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        corpus = [t for t in train_frame["text"].tolist() if isinstance(t, str) and t]
+        encoder_dir = run_dir / "encoders"
+        self.network = self._build_network(corpus, encoder_dir if resume else None)
+        self._write_static(run_dir)
+
+        train_counts = train_frame["label"].astype(str).value_counts().to_dict()
+        started = time.perf_counter()
+        result = train_network(
+            self.network, cfg, num_classes=len(self.classes_), run_dir=run_dir,
+            train_loader=self._loader(train_frame, train_cat.image_root, shuffle=True),
+            val_loader=self._loader(val_frame, val_root, shuffle=False),
+            devices=devices, resume=resume, time_limit=time_limit, progress=progress,
+        )
+        train_seconds = time.perf_counter() - started
+        val_metrics = self._evaluate_frame(val_frame, val_root, progress=False)
+        self.metrics_ = {"validation": val_metrics, "best_epoch": result.best_epoch,
+                         "epochs_run": result.epochs_run, "train_seconds": train_seconds,
+                         "train_label_counts": train_counts, "stopped_by_time_limit": result.stopped_by_time}
+        self._save_weights(run_dir / WEIGHTS_FILE)
+        _write_json(run_dir / METRICS_FILE, self.metrics_)
+        return self
+
+    def _ensure_run_dir(self) -> Path:
+        if self.run_dir is None:
+            self.run_dir = Path(tempfile.mkdtemp(prefix="fluid-run-"))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        return self.run_dir
+
+    def _write_static(self, run_dir: Path) -> None:
+        """Config, label map and encoder assets: everything but the weights."""
+        self.config.save(run_dir / CONFIG_FILE)
+        _write_json(run_dir / LABELS_FILE, {"classes": self.classes_})
+        encoder_dir = run_dir / "encoders"
+        if self.network.text_encoder is not None:
+            self.network.text_encoder.save(encoder_dir / "text")
+        if self.network.image_encoder is not None:
+            self.network.image_encoder.save(encoder_dir / "image")
+
+    # ----------------------------------------------------------------- weights
+    def _saved_state(self) -> dict[str, torch.Tensor]:
+        """The parameters and buffers worth saving: the head, plus any encoder that trains (a frozen pretrained
+        encoder is reloaded from its source instead)."""
+        keep = {"head"}
+        for name in ("text_encoder", "image_encoder"):
+            encoder = getattr(self.network, name)
+            if encoder is not None and encoder.trainable:
+                keep.add(name)
+        state = self.network.state_dict()
+        return {k: v.detach().cpu().contiguous().clone() for k, v in state.items() if k.split(".")[0] in keep}
+
+    def _save_weights(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        tmp = path.with_suffix(".tmp")
+        save_file(self._saved_state(), str(tmp), metadata={"format": "pt", "fluid_model": self.config.model})
+        tmp.replace(path)
+
+    def _load_weights(self, path: Path) -> None:
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+        missing, unexpected = self.network.load_state_dict(state, strict=False)
+        saved_prefixes = {k.split(".")[0] for k in state}
+        missing = [k for k in missing if k.split(".")[0] in saved_prefixes | {"head"}]
+        if missing or unexpected:
+            raise ValueError(f"{path} does not match the model in its run directory: missing {missing[:5]}, "
+                             f"unexpected {list(unexpected)[:5]}")
+
+    # ----------------------------------------------------------------- inference
+    @torch.no_grad()
+    def _run(self, frame: pd.DataFrame, image_root, *, drop_modality: str | None = None, progress: bool = False,
+             want_embedding: bool = False) -> dict:
+        """Scores a canonical frame. Returns arrays aligned with ``frame``: proba (N x C), labels (N; -1 unknown),
+        embedding (N x E, if asked), gate (N x l or None), expert_load (E or None)."""
+        from rich.progress import Progress
+
+        if drop_modality not in (None, "image", "text"):
+            raise ValueError(f"drop_modality must be None, 'image' or 'text', got {drop_modality!r}")
+        self.network.eval()
+        loader = self._loader(frame, image_root, shuffle=False, drop_modality=drop_modality)
+        probas, labels, embeddings, gates, loads = [], [], [], [], []
+        with Progress(transient=True, disable=not progress) as bar:
+            task = bar.add_task("scoring", total=len(frame))
+            for batch in loader:
+                output = self.network(batch)
+                probas.append(torch.softmax(output.logits.float(), dim=-1).numpy())
+                labels.append(batch["label"].numpy())
+                if want_embedding:
+                    embeddings.append(output.embedding.float().numpy())
+                if output.gate is not None:
+                    gates.append(output.gate.float().numpy())
+                if output.expert_load is not None:
+                    loads.append(output.expert_load.float().numpy() * len(batch["label"]))
+                bar.advance(task, len(batch["label"]))
+        n_classes = len(self.classes_)
+        return {
+            "proba": np.concatenate(probas) if probas else np.zeros((0, n_classes)),
+            "labels": np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64),
+            "embedding": np.concatenate(embeddings) if embeddings else None,
+            "gate": np.concatenate(gates) if gates else None,
+            "expert_load": (np.sum(loads, axis=0) / max(len(frame), 1)) if loads else None,
+        }
+
+    @staticmethod
+    def _scorable(frame: pd.DataFrame) -> pd.Series:
+        """Rows that have at least one modality."""
+        return frame["text"].map(_present) | frame["image"].map(_present)
+
+    def predict_proba(self, data, *, drop_modality: str | None = None, progress: bool = False) -> pd.DataFrame:
+        """Class probabilities: one column per class, rows aligned with the input (NaN rows for items with
+        neither text nor image)."""
+        self._check_fitted()
+        catalogue = self._read(data, split="test", require_label=False)
+        frame = catalogue.frame
+        ok = self._scorable(frame)
+        out = self._run(frame[ok], catalogue.image_root, drop_modality=drop_modality, progress=progress)
+        result = pd.DataFrame(np.nan, index=frame.index, columns=self.classes_)
+        result.loc[ok[ok].index, :] = out["proba"]
+        if (~ok).any():
+            warnings.warn(f"{int((~ok).sum())} item(s) have neither text nor image and were not scored "
+                          f"(rows with index {frame.index[~ok][:5].tolist()})", stacklevel=2)
+        return result
+
+    def predict(self, data, *, drop_modality: str | None = None, progress: bool = False) -> pd.Series:
+        """Predicted labels as a Series aligned with the input's index (None for unscorable items)."""
+        proba = self.predict_proba(data, drop_modality=drop_modality, progress=progress)
+        labels = pd.Series([None] * len(proba), index=proba.index, dtype=object, name="prediction")
+        ok = proba.notna().all(axis=1)
+        labels[ok] = np.asarray(self.classes_, dtype=object)[proba[ok].to_numpy().argmax(axis=1)]
+        return labels
+
+    def predict_top_k(self, data, k: int = 5) -> list[dict]:
+        """Per item: ``{"labels": [{"label", "probability"}...k], "gate": [l floats] | None,
+        "gate_mean": float | None, "missing": ["image"|"text"...]}`` — what ``fluid predict`` and the server
+        return. Items with neither modality get ``"labels": []`` and ``"error"``."""
+        self._check_fitted()
+        catalogue = self._read(data, split="test", require_label=False)
+        frame = catalogue.frame
+        ok = self._scorable(frame).to_numpy()
+        out = self._run(frame[ok], catalogue.image_root)
+        results, scored = [], 0
+        for has_modality, text, image in zip(ok, frame["text"], frame["image"]):
+            missing = [name for name, value in (("image", image), ("text", text)) if not _present(value)]
+            if not has_modality:
+                results.append({"labels": [], "gate": None, "gate_mean": None, "missing": missing,
+                                "error": "neither text nor image"})
+                continue
+            proba = out["proba"][scored]
+            order = np.argsort(-proba, kind="stable")[: max(1, k)]
+            gate = out["gate"][scored] if out["gate"] is not None else None
+            results.append({
+                "labels": [{"label": self.classes_[i], "probability": float(proba[i])} for i in order],
+                "gate": gate.tolist() if gate is not None else None,
+                "gate_mean": float(gate.mean()) if gate is not None else None,
+                "missing": missing,
+            })
+            scored += 1
+        return results
+
+    def embed(self, data, *, progress: bool = False) -> np.ndarray:
+        """The fused representation right before the classifier: N x E (NaN rows for unscorable items)."""
+        self._check_fitted()
+        catalogue = self._read(data, split="test", require_label=False)
+        frame = catalogue.frame
+        ok = self._scorable(frame).to_numpy()
+        out = self._run(frame[ok], catalogue.image_root, progress=progress, want_embedding=True)
+        dim = out["embedding"].shape[1] if out["embedding"] is not None else 0
+        result = np.full((len(frame), dim), np.nan, dtype=np.float32)
+        if out["embedding"] is not None:
+            result[ok] = out["embedding"]
+        return result
+
+    def evaluate(self, data, *, drop_modality: str | None = None, progress: bool = False) -> dict:
+        """Metrics on labelled data, with the keys of ``fluid evaluate --json``. Unknown labels are counted
+        (``n_unknown_label``) and score as errors; unscorable rows are counted in ``n_skipped``."""
+        self._check_fitted()
+        catalogue = self._read(data, split="test", require_label=True)
+        metrics = self._evaluate_frame(catalogue.frame, catalogue.image_root, drop_modality=drop_modality,
+                                       progress=progress, n_skipped=catalogue.report.dropped_rows)
+        metrics["bad_rows"] = catalogue.report.to_dict()
+        return metrics
+
+    def _evaluate_frame(self, frame: pd.DataFrame, image_root, *, drop_modality: str | None = None,
+                        progress: bool = False, n_skipped: int = 0) -> dict:
+        from fluid.training.metrics import compute_metrics
+
+        ok = self._scorable(frame)
+        scored = frame[ok]
+        out = self._run(scored, image_root, drop_modality=drop_modality, progress=progress)
+        metrics = compute_metrics(
+            out["labels"], out["proba"], self.classes_,
+            languages=scored["language"].tolist() if "language" in scored else None,
+            label_sources=scored["label_source"].tolist() if "label_source" in scored else None,
+            n_skipped=n_skipped + int((~ok).sum()),
+        )
+        unknown = sorted({str(v) for v in scored["label"][out["labels"] < 0].dropna()})
+        metrics["unknown_labels"] = unknown[:50]
+        metrics["drop_modality"] = drop_modality
+        if out["gate"] is not None:
+            metrics["gate_mean"] = float(out["gate"].mean())
+            metrics["gate_histogram"] = np.histogram(out["gate"].mean(axis=1), bins=10, range=(0, 1))[0].tolist()
+        if out["expert_load"] is not None:
+            metrics["expert_load"] = out["expert_load"].tolist()
+        return metrics
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, directory: str | Path) -> Path:
+        """Writes the run-directory format: config.yaml, labels.json, model.safetensors, encoders/, metrics."""
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.run_dir is not None and self.run_dir.resolve() == directory.resolve():
+            self._save_weights(directory / WEIGHTS_FILE)
+            return directory
+        self._write_static(directory)
+        self._save_weights(directory / WEIGHTS_FILE)
+        if self.metrics_ is not None:
+            _write_json(directory / METRICS_FILE, self.metrics_)
+        if self.run_dir is not None:
+            for name in (SPLIT_FILE, "report.md", "bad_rows.json"):
+                if (self.run_dir / name).exists():
+                    shutil.copy2(self.run_dir / name, directory / name)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Classifier":
+        """Reads a run directory written by ``fit`` or ``save``. Loads safetensors/JSON/YAML only."""
+        directory = Path(directory)
+        for name in (CONFIG_FILE, LABELS_FILE, WEIGHTS_FILE):
+            if not (directory / name).exists():
+                raise FileNotFoundError(f"{directory} is not a FLUID run directory: {name} is missing "
+                                        f"(expected {CONFIG_FILE}, {LABELS_FILE}, {WEIGHTS_FILE})")
+        config = RunConfig.load(directory / CONFIG_FILE)
+        self = cls.__new__(cls)
+        params = config.to_dict()
+        columns = params.pop("columns")
+        params.update({key: columns[field] for key, field in _COLUMN_PARAMS.items()})
+        self._params = {**params, "path": str(directory)}
+        self.config = config
+        self.run_dir = directory
+        self.classes_ = json.loads((directory / LABELS_FILE).read_text(encoding="utf-8"))["classes"]
+        self.network = self._build_network(corpus=None, encoder_dir=directory / "encoders")
+        self._load_weights(directory / WEIGHTS_FILE)
+        self.network.eval()
+        metrics_path = directory / METRICS_FILE
+        self.metrics_ = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else None
+        return self
+
+    def save_pretrained(self, directory: str | Path, *, push_to_hub: bool = False, repo_id: str | None = None,
+                        **hub_kwargs) -> Path:
+        """Hugging Face Hub convention: save to ``directory`` and optionally upload it to ``repo_id``."""
+        directory = self.save(directory)
+        if push_to_hub:
+            from huggingface_hub import HfApi
+
+            if not repo_id:
+                raise ValueError("push_to_hub=True needs repo_id='org/name'")
+            api = HfApi()
+            api.create_repo(repo_id, exist_ok=True, **{k: v for k, v in hub_kwargs.items() if k == "private"})
+            api.upload_folder(folder_path=str(directory), repo_id=repo_id)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None, **hub_kwargs) -> "Classifier":
+        """Loads a local run directory, or downloads ``org/name`` from the Hugging Face Hub and loads it."""
+        path = Path(name_or_path)
+        if path.is_dir():
+            return cls.load(path)
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(repo_id=str(name_or_path), revision=revision, **hub_kwargs)
+        return cls.load(local)
+
+    def __deepcopy__(self, memo):
+        clone = type(self).__new__(type(self))
+        memo[id(self)] = clone
+        for key, value in self.__dict__.items():
+            setattr(clone, key, copy.deepcopy(value, memo))
+        return clone
+
+
+def _present(value) -> bool:
+    """True for a usable cell: not None/NaN, not an empty or blank string."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return False
+    if isinstance(value, str):
+        return value.strip() != ""
+    if isinstance(value, (bytes, bytearray)):
+        return len(value) > 0
+    return True
+
+
+def _write_json(path: Path, payload) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=_json_default), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _write_split(path: Path, train: pd.DataFrame, val: pd.DataFrame) -> None:
+    split = pd.concat([pd.DataFrame({"id": train["id"], "split": "train"}),
+                       pd.DataFrame({"id": val["id"], "split": "val"})])
+    split.to_csv(path, index=False)

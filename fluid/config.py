@@ -1,0 +1,113 @@
+"""The run configuration: what `config.yaml` in a run directory holds.
+
+Defaults are the paper's (AdamW, lr 2e-5, weight decay 0.01, 15 epochs, batch 128, mBERT + ViT-B/16).
+Head hyper-parameters (l = 32 queries, 16 experts, top-2, λ = 1/3 …) live in the head's own config
+(:mod:`fluid.model`) and are overridden through ``head``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+PAPER_TEXT_ENCODER = "bert-base-multilingual-cased"
+PAPER_IMAGE_ENCODER = "google/vit-base-patch16-224"
+BAD_ROW_POLICIES = ("skip", "missing-modality", "fail")
+
+
+@dataclass
+class Columns:
+    """Which columns of a user's table hold what. GLAMI-1M folders ignore these (their layout is fixed)."""
+
+    label: str = "label"
+    text: list[str] = field(default_factory=lambda: ["text"])
+    image: str | None = "image"
+    id: str | None = None
+    language: str | None = None
+    label_source: str | None = None
+    image_root: str | None = None
+    encoding: str | None = None
+
+
+@dataclass
+class RunConfig:
+    """Everything needed to reproduce a run. Every field is a CLI option or a ``Classifier`` keyword."""
+
+    model: str = "fluid"
+    head: dict = field(default_factory=dict)
+    text_encoder: str = PAPER_TEXT_ENCODER
+    image_encoder: str = PAPER_IMAGE_ENCODER
+    freeze: bool | None = None  # None: freeze pretrained encoders, train randomly initialised (tiny) ones
+    train_top_layers: int = 0
+    max_text_length: int = 512
+    encoder_overrides: dict = field(default_factory=dict)  # e.g. {"text": {"hidden_size": 64}}
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    modality_dropout: float = 0.0
+    val_fraction: float = 0.1
+    monitor: str = "val_macro_f1"
+    patience: int | None = None  # early stopping on `monitor`; None = off (paper: fixed 15 epochs)
+    precision: str = "32-true"
+    num_workers: int = 0
+    on_bad_row: str = "missing-modality"
+    seed: int = 0
+    columns: Columns = field(default_factory=Columns)
+
+    def __post_init__(self):
+        if isinstance(self.columns, dict):
+            self.columns = Columns(**self.columns)
+        if isinstance(self.columns.text, str):
+            self.columns.text = [self.columns.text]
+        if self.on_bad_row not in BAD_ROW_POLICIES:
+            raise ValueError(f"on_bad_row must be one of {BAD_ROW_POLICIES}, got {self.on_bad_row!r}")
+        if self.monitor not in ("val_macro_f1", "val_accuracy", "val_loss"):
+            raise ValueError(f"monitor must be val_macro_f1, val_accuracy or val_loss, got {self.monitor!r}")
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in fields(cls)}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        unknown = set(values) - cls.field_names()
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}; valid keys: {sorted(cls.field_names())}")
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping of config keys, got {type(values).__name__}")
+        return cls.from_dict(values)
+
+
+def demo_config(**overrides) -> RunConfig:
+    """The small configuration the demo uses on 2 CPU cores: tiny encoders trained with the head, a smaller
+    hidden size and a higher learning rate (the paper's 2e-5 suits frozen pretrained encoders over 15 epochs
+    of 1M items, not randomly initialised encoders over a few thousand)."""
+    base = dict(
+        text_encoder="tiny",
+        image_encoder="tiny",
+        head={"hidden_dim": 128},
+        epochs=8,
+        batch_size=32,
+        lr=1e-3,
+        weight_decay=0.01,
+        warmup_steps=20,
+        max_text_length=128,
+        modality_dropout=0.1,
+    )
+    base.update(overrides)
+    return RunConfig.from_dict(base)

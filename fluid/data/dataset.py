@@ -1,0 +1,183 @@
+"""A torch ``Dataset`` of raw samples (see docs/architecture.md, "Sample").
+
+Images are decoded in ``__getitem__`` (so in DataLoader workers). The dataset keeps a compact copy of the
+``id`` / ``text`` / ``image`` columns — UTF-8 bytes in one numpy buffer plus offsets, no Python object per
+row — so DataLoader workers do not slowly copy the parent's memory by touching reference counts, and nothing
+is cached per item: memory is about the size of those columns' text, independent of how many items are read.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from torch.utils.data import Dataset
+
+from fluid.data.errors import BadImageError, BadRowError
+from fluid.data.images import load_image
+from fluid.data.report import DEFAULT_POLICY, check_policy
+from fluid.data.schema import ID, IMAGE, LABEL, TEXT, Catalogue, sorted_labels
+
+__all__ = ["CatalogueDataset", "sorted_labels"]
+
+
+_T = pa.large_string()
+
+
+def _arrow(values: Any) -> pa.Array | None:
+    """``values`` as Arrow strings (None/NaN → null), or None when some value is not a string."""
+    try:
+        arr = pa.array(values, type=_T, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def _blank_to_null(arr: pa.Array) -> pa.Array:
+    return pc.if_else(pc.equal(pc.utf8_trim_whitespace(arr), pa.scalar("", _T)), pa.scalar(None, _T), arr)
+
+
+class _PackedStrings:
+    """``str | None`` values packed as UTF-8 in one uint8 buffer plus int64 offsets (picklable, no Python
+    object per item); built by Arrow in C."""
+
+    def __init__(self, arr: pa.Array) -> None:
+        n = len(arr)
+        self.missing = np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        _, offsets, data = arr.buffers()
+        self.offsets = np.frombuffer(offsets, dtype=np.int64)[arr.offset: arr.offset + n + 1].copy()
+        self.buf = np.frombuffer(data, dtype=np.uint8).copy() if data is not None else np.zeros(0, np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.missing)
+
+    def __getitem__(self, i: int) -> str | None:
+        if self.missing[i]:
+            return None
+        return self.buf[self.offsets[i]: self.offsets[i + 1]].tobytes().decode("utf-8")
+
+
+def _label_str(v: Any) -> str:
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
+
+
+class CatalogueDataset(Dataset):
+    """Samples of a canonical frame (or a :class:`~fluid.data.schema.Catalogue`).
+
+    Args:
+        frame: the canonical frame (columns ``id, text, image, label``; others ignored) or a Catalogue.
+        label_to_index: label string → class index. Default: the frame's labels sorted (numerically when
+            all are integers). Labels absent from the map give ``label`` -1 and the problem
+            ``"label: unknown label 'x'"``; a missing label gives -1 with no problem (unlabelled).
+        image_root: folder for relative image paths (canonical frames hold absolute ones).
+        on_bad_row: what a decoding failure does. ``"missing-modality"`` (default) and ``"skip"``: the image
+            becomes None and ``"image: <reason>"`` is added to ``problems`` — a Dataset cannot drop rows after
+            the fact, so ``"skip"`` behaves like ``"missing-modality"`` here; the readers already dropped the
+            rows they could judge. ``"fail"``: raises :class:`~fluid.data.errors.BadRowError` with the row and id.
+        max_pixels: decompression-bomb limit passed to :func:`~fluid.data.images.load_image`.
+
+    ``__getitem__(i)`` returns ``{"index": i, "id", "text", "image" (RGB PIL or None), "label" (int),
+    "problems" (list[str])}``; ``i`` is the position in the frame (``frame.index[i]`` aligns it back).
+    """
+
+    def __init__(
+        self,
+        frame: pd.DataFrame | Catalogue,
+        label_to_index: Mapping[str, int] | None = None,
+        *,
+        image_root: str | os.PathLike | None = None,
+        on_bad_row: str = DEFAULT_POLICY,
+        max_pixels: int | None = None,
+    ) -> None:
+        self.source: str | None = None
+        if isinstance(frame, Catalogue):
+            if image_root is None and frame.image_root is not None:
+                image_root = frame.image_root
+            self.source = frame.source
+            frame = frame.frame
+        missing = [c for c in (ID, TEXT, IMAGE, LABEL) if c not in frame.columns]
+        if missing:
+            raise ValueError(
+                f"CatalogueDataset needs a canonical frame (columns id, text, image, label); missing {missing}; "
+                "build one with fluid.data.read_catalogue / normalize_frame"
+            )
+        self.on_bad_row = check_policy(on_bad_row)
+        self.image_root = os.fspath(image_root) if image_root is not None else None
+        self.max_pixels = max_pixels
+        self.source_index = frame.index  # positions → original index labels
+
+        n = len(frame)
+        ids = _arrow(frame[ID].to_numpy(dtype=object))
+        if ids is None or ids.null_count:
+            ids = pa.array([str(v) for v in frame[ID].tolist()], type=_T)
+        self._ids = _PackedStrings(ids)
+        texts = _arrow(frame[TEXT].to_numpy(dtype=object))
+        if texts is None:
+            texts = pa.array([t if isinstance(t, str) else None for t in frame[TEXT].tolist()], type=_T)
+        self._texts = _PackedStrings(_blank_to_null(texts))
+        images = frame[IMAGE].to_numpy(dtype=object)
+        paths = _arrow(images)
+        if paths is not None:
+            self._images: Any = _PackedStrings(_blank_to_null(paths))
+        else:  # in-memory bytes / PIL images: keep the objects (they are already in memory)
+            self._images = np.empty(n, dtype=object)
+            for j, v in enumerate(images):
+                self._images[j] = None if _is_missing(v) else v
+
+        labels = _arrow(frame[LABEL].to_numpy(dtype=object))
+        if labels is None:
+            labels = pa.array([None if _is_missing(v) else _label_str(v) for v in frame[LABEL].tolist()], type=_T)
+        if label_to_index is None:
+            label_to_index = {lab: i for i, lab in enumerate(sorted_labels(labels.drop_null().unique().to_pylist()))}
+        self.label_to_index = {str(k): int(v) for k, v in label_to_index.items()}
+        keys = list(self.label_to_index)
+        pos = pc.index_in(labels, value_set=pa.array(keys, type=_T))
+        lookup = np.array([self.label_to_index[k] for k in keys] + [-1], dtype=np.int64)
+        pos_np = np.asarray(pc.fill_null(pos, len(keys)).to_numpy(zero_copy_only=False), dtype=np.int64)
+        self.labels = lookup[pos_np]
+        unknown = np.flatnonzero(np.asarray(pc.and_(labels.is_valid(), pos.is_null()).to_numpy(zero_copy_only=False)))
+        self._unknown = {int(i): labels[int(i)].as_py() for i in unknown}
+
+    @property
+    def classes(self) -> list[str]:
+        """Labels ordered by class index."""
+        return [k for k, _ in sorted(self.label_to_index.items(), key=lambda kv: kv[1])]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        n = len(self)
+        if not isinstance(i, (int, np.integer)):
+            raise TypeError(f"CatalogueDataset indices must be integers, got {type(i).__name__}")
+        i = int(i)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"index {i} out of range for {n} samples")
+        id_ = self._ids[i]
+        problems: list[str] = []
+        label = int(self.labels[i])
+        if i in self._unknown:
+            problems.append(f"label: unknown label {self._unknown[i]!r}")
+        cell = self._images[i]
+        image = None
+        if cell is not None:
+            try:
+                image = load_image(cell, self.image_root, max_pixels=self.max_pixels)
+            except BadImageError as e:
+                if self.on_bad_row == "fail":
+                    raise BadRowError(self.source, self.source_index[i], id_, f"image-{e.kind.replace(' ', '-')}",
+                                      str(e)) from None
+                problems.append(f"image: {e}")
+        return {"index": i, "id": id_, "text": self._texts[i], "image": image, "label": label,
+                "problems": problems}

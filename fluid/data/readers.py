@@ -1,0 +1,379 @@
+"""Readers for any catalogue: CSV / TSV / Parquet / JSON lines files and in-memory DataFrames.
+
+All of them return a :class:`~fluid.data.schema.Catalogue` holding the canonical frame (see
+docs/architecture.md) and a :class:`~fluid.data.report.BadRowReport`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from fluid.data._canonical import arrow_strings, canonical, classify_images, join_text, require_columns, strings
+from fluid.data.errors import ColumnError
+from fluid.data.report import DEFAULT_POLICY
+from fluid.data.schema import ID, LABEL_SOURCE, LANGUAGE, Catalogue
+
+__all__ = ["read_table", "normalize_frame", "read_catalogue", "detect_encoding", "TABLE_SUFFIXES"]
+
+#: File suffixes :func:`read_table` understands (optionally followed by .gz/.bz2/.xz/.zst/.zip for text formats).
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".parquet", ".pq", ".jsonl", ".ndjson", ".json")
+_COMPRESSION = (".gz", ".bz2", ".xz", ".zst", ".zip")
+_CHUNK = 16 * 1024 * 1024
+
+
+def _format_of(path: Path) -> tuple[str, bool]:
+    """``(suffix, compressed)`` for a table file, e.g. ``("csv", False)``."""
+    suffixes = [s.lower() for s in path.suffixes]
+    compressed = bool(suffixes) and suffixes[-1] in _COMPRESSION
+    if compressed:
+        suffixes = suffixes[:-1]
+    if not suffixes or suffixes[-1] not in TABLE_SUFFIXES:
+        raise ValueError(
+            f"{path}: unsupported table format; expected one of {', '.join(TABLE_SUFFIXES)} "
+            f"(text formats may be compressed with {', '.join(_COMPRESSION)})"
+        )
+    fmt = suffixes[-1]
+    if fmt in (".parquet", ".pq"):
+        if compressed:
+            raise ValueError(f"{path}: parquet files are compressed internally; do not wrap them")
+        return "parquet", False
+    return {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+            ".json": "json"}[fmt], compressed
+
+
+def detect_encoding(path: str | os.PathLike) -> str:
+    """Guess a text file's encoding: a BOM if any, else UTF-8 if the whole file decodes as UTF-8 (streamed),
+    else charset-normalizer's best guess on a sample (cp1252 on a tie with other single-byte code pages),
+    else ``latin-1`` (which never fails). Pass ``encoding=`` to the readers when the guess is wrong."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+        if head.startswith(codecs.BOM_UTF8):
+            return "utf-8-sig"
+        if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+            return "utf-32"
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return "utf-16"
+        f.seek(0)
+        dec = codecs.getincrementaldecoder("utf-8")()
+        offset = 0
+        try:
+            while True:
+                chunk = f.read(_CHUNK)
+                if not chunk:
+                    dec.decode(b"", final=True)
+                    return "utf-8"
+                dec.decode(chunk)
+                offset += len(chunk)
+        except UnicodeDecodeError as e:
+            bad_at = offset + e.start
+        f.seek(0)
+        sample = f.read(1 << 20)
+        if bad_at > len(sample):
+            f.seek(max(0, bad_at - (1 << 16)))
+            sample += b"\n" + f.read(1 << 17)
+    try:
+        from charset_normalizer import from_bytes
+
+        results = list(from_bytes(sample))
+        if results:
+            best = results[0]
+            # charset-normalizer often cannot tell Western (cp1252) from Central European (cp1250) text in
+            # short samples; when they tie, prefer cp1252, the most common legacy encoding.
+            ties = [r.encoding for r in results
+                    if abs(r.chaos - best.chaos) < 1e-9 and abs(r.coherence - best.coherence) < 1e-9]
+            enc = "cp1252" if "cp1252" in ties else best.encoding
+            if enc and enc.replace("_", "-") not in ("utf-8", "ascii"):
+                return enc
+    except Exception:  # noqa: BLE001 - detection is best effort
+        pass
+    return "latin-1"
+
+
+def _read_with_encoding(reader, path: Path, encoding: str | None, compressed: bool, detected: str | None = None):
+    """Call ``reader(encoding)``; when the encoding was guessed and turns out wrong, retry with latin-1."""
+    if encoding is not None:
+        return reader(encoding), encoding
+    enc = detected or ("utf-8" if compressed else detect_encoding(path))
+    try:
+        return reader(enc), enc
+    except UnicodeDecodeError:
+        return reader("latin-1"), "latin-1"
+
+
+def _as_tuple(cols: str | Sequence[str] | None) -> tuple[str, ...]:
+    if cols is None:
+        return ()
+    if isinstance(cols, str):
+        return (cols,)
+    return tuple(cols)
+
+
+def _wanted_columns(
+    present: Sequence[Any], *, text_cols, image_col, label_col, id_col, language_col, label_source_col,
+    require_label: bool, source: str | None,
+) -> dict[str, Any]:
+    """Validate the column options against ``present``; returns the resolved columns (None = absent)."""
+    present = list(present)
+    require_columns(present, text_cols, source)
+    require_columns(present, [image_col, id_col, language_col, label_source_col], source)
+    if label_col is not None and label_col not in present:
+        if label_col == "label" and not require_label:
+            label_col = None  # default name absent: an unlabelled catalogue (e.g. to predict)
+        else:
+            raise ColumnError(label_col, source, present, "pass label_col=None for an unlabelled catalogue")
+    return {
+        "text_cols": text_cols,
+        "image_col": image_col,
+        "label_col": label_col,
+        "id_col": id_col if id_col is not None else (ID if ID in present else None),
+        "language_col": language_col if language_col is not None else (LANGUAGE if LANGUAGE in present else None),
+        "label_source_col": label_source_col if label_source_col is not None
+        else (LABEL_SOURCE if LABEL_SOURCE in present else None),
+    }
+
+
+def _normalize(
+    df: pd.DataFrame, cols: dict[str, Any], *, image_root: str | None, check_images: bool, allow_zip: bool,
+    source: str, on_bad_row: str, require_label: bool, split: str | None, max_examples: int,
+    root_for_catalogue: Path | None,
+) -> Catalogue:
+    n = len(df)
+    text = join_text([arrow_strings(df[c]) for c in cols["text_cols"]], n)
+    if cols["image_col"] is not None:
+        image, problems = classify_images(
+            df[cols["image_col"]].to_numpy(dtype=object), image_root, check_exists=check_images, allow_zip=allow_zip
+        )
+    else:
+        image, problems = np.full(n, None, dtype=object), {}
+
+    def opt(c: str | None) -> np.ndarray | None:
+        return strings(df[c]) if c is not None else None
+
+    return canonical(
+        index=df.index,
+        ids=opt(cols["id_col"]),
+        text=text,
+        image=image,
+        label=opt(cols["label_col"]),
+        language=opt(cols["language_col"]),
+        label_source=opt(cols["label_source_col"]),
+        image_problems=problems,
+        has_text=bool(cols["text_cols"]),
+        has_image=cols["image_col"] is not None,
+        source=source,
+        on_bad_row=on_bad_row,
+        require_label=require_label,
+        image_root=root_for_catalogue,
+        split=split,
+        max_examples=max_examples,
+    )
+
+
+def normalize_frame(
+    df: pd.DataFrame,
+    *,
+    text_cols: str | Sequence[str] = ("text",),
+    image_col: str | None = "image",
+    label_col: str | None = "label",
+    id_col: str | None = None,
+    language_col: str | None = None,
+    label_source_col: str | None = None,
+    image_root: str | os.PathLike | None = None,
+    require_label: bool = False,
+    on_bad_row: str = DEFAULT_POLICY,
+    check_images: bool = True,
+    split: str | None = None,
+    source: str = "<DataFrame>",
+    max_examples: int = 5,
+) -> Catalogue:
+    """Normalise an in-memory DataFrame into the canonical frame.
+
+    Image cells may be a path (relative to ``image_root`` and kept inside it; absolute or relative to the
+    working directory when ``image_root`` is None), ``bytes``, a ``PIL.Image.Image``, a ``zip://`` reference
+    (only without ``image_root``) or missing (None/NaN/""). Text cells may be missing. The canonical frame
+    keeps ``df``'s index (rows dropped by the policy are absent, never reordered). Path cells are checked for
+    existence when ``check_images`` is true.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"normalize_frame expects a pandas DataFrame, got {type(df).__name__}")
+    cols = _wanted_columns(
+        df.columns, text_cols=_as_tuple(text_cols), image_col=image_col, label_col=label_col, id_col=id_col,
+        language_col=language_col, label_source_col=label_source_col, require_label=require_label, source=source,
+    )
+    root = os.path.abspath(os.fspath(image_root)) if image_root is not None else None
+    return _normalize(
+        df, cols, image_root=root, check_images=check_images, allow_zip=root is None, source=source,
+        on_bad_row=on_bad_row, require_label=require_label, split=split, max_examples=max_examples,
+        root_for_catalogue=Path(root) if root else None,
+    )
+
+
+def _table_columns(path: Path, fmt: str, compressed: bool, encoding: str | None) -> tuple[list[str], str | None]:
+    """Column names of a table file (cheap: header / schema only where the format allows)."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names), None
+    if fmt in ("csv", "tsv"):
+        sep = "," if fmt == "csv" else "\t"
+        cols, enc = _read_with_encoding(
+            lambda e: list(pd.read_csv(path, sep=sep, nrows=0, encoding=e).columns), path, encoding, compressed
+        )
+        return cols, enc
+    return [], None  # JSON: read whole, checked afterwards
+
+
+def _read_json(path: Path, fmt: str, enc: str) -> pd.DataFrame:
+    kw = dict(dtype=False, convert_dates=False, encoding=enc)
+    if fmt == "json" and _first_char(path) == "[":  # a JSON array of records; otherwise JSON lines
+        return pd.read_json(path, orient="records", **kw)
+    return pd.read_json(path, lines=True, **kw)
+
+
+def _first_char(path: Path) -> str:
+    if _format_of(path)[1]:  # compressed: assume JSON lines
+        return ""
+    with open(path, "rb") as f:
+        head = f.read(4096).lstrip(codecs.BOM_UTF8).lstrip()
+    return head[:1].decode("ascii", "replace")
+
+
+def read_table(
+    path: str | os.PathLike,
+    *,
+    text_cols: str | Sequence[str] = ("text",),
+    image_col: str | None = "image",
+    label_col: str | None = "label",
+    id_col: str | None = None,
+    language_col: str | None = None,
+    label_source_col: str | None = None,
+    image_root: str | os.PathLike | None = None,
+    encoding: str | None = None,
+    on_bad_row: str = DEFAULT_POLICY,
+    require_label: bool = False,
+    check_images: bool = True,
+    split: str | None = None,
+    max_examples: int = 5,
+) -> Catalogue:
+    """Read a CSV / TSV / Parquet / JSON-lines catalogue.
+
+    Args:
+        text_cols: one or more text columns, joined with ``"\\n"`` (empty cells skipped).
+        image_col: column of image paths relative to ``image_root`` (``None``: a text-only catalogue).
+            Backslash separators are accepted; absolute paths and ``..`` leaving the root are bad rows.
+        label_col: label column (``None``: unlabelled). The default name ``"label"`` may be absent when
+            ``require_label`` is false; any other configured column that is absent raises ``ColumnError``.
+        id_col / language_col / label_source_col: default to ``"id"`` / ``"language"`` / ``"label_source"``
+            when present; ids default to the row number.
+        image_root: folder image paths are relative to; default the file's folder.
+        encoding: force a text encoding; default: detected (UTF-8, then charset-normalizer, then latin-1).
+        on_bad_row: ``"missing-modality"`` (default), ``"skip"`` or ``"fail"`` (see docs/data.md).
+        require_label: count rows without label as ``label-missing`` and drop them.
+        check_images: check that image files exist now (one ``stat`` per row).
+
+    Cells are read as strings; only empty cells are missing (``"NA"``, ``"None"`` stay text).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"catalogue file not found: {path}")
+    fmt, compressed = _format_of(path)
+    source = str(path)
+    text_cols = _as_tuple(text_cols)
+
+    present, enc = _table_columns(path, fmt, compressed, encoding)
+    if fmt == "parquet":
+        cols = _wanted_columns(present, text_cols=text_cols, image_col=image_col, label_col=label_col,
+                               id_col=id_col, language_col=language_col, label_source_col=label_source_col,
+                               require_label=require_label, source=source)
+        use = _unique(cols)
+        df = pd.read_parquet(path, columns=use)
+    elif fmt in ("csv", "tsv"):
+        cols = _wanted_columns(present, text_cols=text_cols, image_col=image_col, label_col=label_col,
+                               id_col=id_col, language_col=language_col, label_source_col=label_source_col,
+                               require_label=require_label, source=source)
+        use = _unique(cols)
+        sep = "," if fmt == "csv" else "\t"
+        df, enc = _read_with_encoding(
+            lambda e: pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""],
+                                  usecols=use, encoding=e),
+            path, encoding, compressed, detected=enc,
+        )
+        df = df[use]
+    else:
+        df, enc = _read_with_encoding(lambda e: _read_json(path, fmt, e), path, encoding, compressed)
+        cols = _wanted_columns(df.columns, text_cols=text_cols, image_col=image_col, label_col=label_col,
+                               id_col=id_col, language_col=language_col, label_source_col=label_source_col,
+                               require_label=require_label, source=source)
+    df = df.reset_index(drop=True)
+    root = os.path.abspath(os.fspath(image_root) if image_root is not None else path.parent)
+    return _normalize(
+        df, cols, image_root=root, check_images=check_images, allow_zip=False, source=source,
+        on_bad_row=on_bad_row, require_label=require_label, split=split, max_examples=max_examples,
+        root_for_catalogue=Path(root),
+    )
+
+
+def _unique(cols: dict[str, Any]) -> list[str]:
+    seen: list[str] = []
+    for c in [*cols["text_cols"], cols["image_col"], cols["label_col"], cols["id_col"], cols["language_col"],
+              cols["label_source_col"]]:
+        if c is not None and c not in seen:
+            seen.append(c)
+    return seen
+
+
+_ACCEPTED = ("a pandas DataFrame, a Catalogue, a str/Path to a .csv/.tsv/.parquet/.jsonl/.json file, "
+             "or a GLAMI-1M folder (GLAMI-1M-dataset/ or its parent) or GLAMI-1M-dataset.zip")
+
+
+def read_catalogue(
+    path_or_frame: Any,
+    *,
+    split: str | None = None,
+    on_bad_row: str = DEFAULT_POLICY,
+    require_label: bool = False,
+    **columns: Any,
+) -> Catalogue:
+    """Read anything FLUID accepts as a catalogue.
+
+    * ``DataFrame`` → :func:`normalize_frame` (``columns`` are its column options);
+    * a :class:`Catalogue` → returned unchanged;
+    * a GLAMI-1M folder, its parent, or the GLAMI-1M zip → :func:`fluid.data.glami.read_glami` (``split``
+      defaults to ``"train"``; column options are not accepted);
+    * a table file → :func:`read_table` (``columns``: ``text_cols``, ``image_col``, ``label_col``, ``id_col``,
+      ``language_col``, ``label_source_col``, ``image_root``, ``encoding``, ``check_images``).
+
+    Anything else raises ``TypeError`` listing the accepted inputs.
+    """
+    if isinstance(path_or_frame, Catalogue):
+        return path_or_frame
+    if isinstance(path_or_frame, pd.DataFrame):
+        return normalize_frame(path_or_frame, on_bad_row=on_bad_row, require_label=require_label, split=split,
+                               **columns)
+    if not isinstance(path_or_frame, (str, os.PathLike)):
+        raise TypeError(f"cannot read a catalogue from {type(path_or_frame).__name__}; expected {_ACCEPTED}")
+    from fluid.data.glami import find_glami, read_glami
+
+    path = Path(path_or_frame)
+    if not path.exists():
+        raise FileNotFoundError(f"catalogue not found: {path} (expected {_ACCEPTED})")
+    if find_glami(path, strict=False) is not None:
+        if columns:
+            raise TypeError(f"{path} is a GLAMI-1M catalogue; column options {sorted(columns)} do not apply")
+        return read_glami(path, split or "train", on_bad_row=on_bad_row, require_label=require_label)
+    if path.is_dir():
+        raise ValueError(
+            f"{path} is a folder but not a GLAMI-1M layout (no GLAMI-1M-{split or 'train'}.csv in it, nor in "
+            f"{path / 'GLAMI-1M-dataset'}); expected {_ACCEPTED}"
+        )
+    try:
+        _format_of(path)
+    except ValueError:
+        raise TypeError(f"cannot read a catalogue from {path}; expected {_ACCEPTED}") from None
+    return read_table(path, on_bad_row=on_bad_row, require_label=require_label, split=split, **columns)

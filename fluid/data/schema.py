@@ -1,0 +1,66 @@
+"""The canonical record every reader returns (see docs/architecture.md, "Canonical record")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from fluid.data.report import BadRowReport
+
+__all__ = [
+    "ID", "TEXT", "IMAGE", "LABEL", "LANGUAGE", "LABEL_SOURCE", "COLUMNS",
+    "MAX_TEXT_CHARS", "Catalogue", "empty_frame", "sorted_labels",
+]
+
+ID = "id"
+TEXT = "text"
+IMAGE = "image"
+LABEL = "label"
+LANGUAGE = "language"
+LABEL_SOURCE = "label_source"
+
+#: Column order of the canonical frame.
+COLUMNS = (ID, TEXT, IMAGE, LABEL, LANGUAGE, LABEL_SOURCE)
+
+#: Texts longer than this are reported as ``text-huge`` (kept; encoders truncate to their max length).
+MAX_TEXT_CHARS = 100_000
+
+
+@dataclass
+class Catalogue:
+    """A catalogue read into the canonical frame.
+
+    ``frame``: columns :data:`COLUMNS` (object dtype, ``None`` for missing); its index is the 0-based data
+    row of the file (header excluded) for files, or the input DataFrame's index for in-memory frames, so
+    predictions can be aligned back. ``image_root``: the folder relative image paths were resolved against
+    (``None`` for in-memory frames without one and for zip archives). ``source``: the file read (or
+    ``"<DataFrame>"``). ``report``: the :class:`~fluid.data.report.BadRowReport`. ``split``: e.g. ``"train"``.
+    """
+
+    frame: pd.DataFrame
+    image_root: Path | None = None
+    source: str = "<DataFrame>"
+    report: BadRowReport = field(default_factory=BadRowReport)
+    split: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def labels(self) -> list[str]:
+        """Sorted distinct labels (numeric order when every label is an integer)."""
+        return sorted_labels(self.frame[LABEL])
+
+
+def sorted_labels(labels) -> list[str]:
+    """Distinct non-missing labels as strings, sorted numerically when all are integers, else as text."""
+    uniq = {str(v) for v in pd.unique(pd.Series(labels, dtype=object).dropna())}
+    if uniq and all(u.lstrip("-").isdigit() for u in uniq):
+        return sorted(uniq, key=int)
+    return sorted(uniq)
+
+
+def empty_frame() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype=object) for c in COLUMNS})

@@ -1,0 +1,551 @@
+"""A deterministic synthetic GLAMI-like catalogue, written in the GLAMI-1M file layout.
+
+Design (details in docs/data.md):
+
+* **Classes are a product of two factors**: the garment *type* (T-shirt, dress, jacket, trousers, skirt,
+  scarf) is said only in the text; the *pattern* (plain, striped, dotted, checked, zigzag) is drawn only in
+  the image. 17 (type, pattern) classes: some pairs differ only in the image (striped vs dotted T-shirt),
+  others only in the text (striped T-shirt vs striped jacket); ``zigzag`` exists only on skirts (decidable
+  from the image alone) and scarves are only striped (decidable from the text alone). With the default class
+  weights the best text-only classifier is capped at ~61% accuracy and the best image-only one at ~60%;
+  both together can reach ~100% on the clean test split.
+* **Long tail**: class weights from 100 down to 3.5 (largest/smallest ≈ 29×).
+* **Languages**: GLAMI ``geo`` codes, each with a procedurally generated vocabulary in its own script (Latin
+  with the language's letters, Greek for ``gr``, Cyrillic for ``bg``), its own adjective order (noun-adjective
+  for ``ro``/``es``, adjective-noun elsewhere), clause order (verb-final for ``hu``/``tr``), adjective
+  agreement suffixes and prepositions vs postpositions. Two synonyms per garment type per language.
+* **Distractors**: brands, colours (also drawn in the image, independent of the class), materials, filler
+  sentences; names of 1-8 words, descriptions from empty to ~10 sentences.
+* **Noisy labels**: in train, a ``noise`` share of all rows carry a wrong label; only ``machine``-labelled rows
+  do (label_source ``machine`` vs ``human``); wrong labels follow the class prior (a machine labeller errs
+  towards frequent classes). The test split is all ``human`` and clean. ``noisy_labels.csv`` (item_id,
+  true_category, given_category) beside the CSVs records the truth; no reader or trainer uses it.
+* **Images**: Pillow drawings — a garment silhouette (shape independent of the class) in a random colour,
+  filled with the class pattern in a contrasting colour, on a light background, with Gaussian noise.
+
+Every item is made from its own RNG seeded by ``(seed, item)``, so any item can be generated independently
+(and in parallel with ``workers``); the same seed gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import random
+import shutil
+from bisect import bisect_right
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image, ImageChops, ImageDraw
+
+from fluid.data.glami import GLAMI_COLUMNS, GLAMI_DIR, GLAMI_GEOS, glami_csv_name
+
+__all__ = ["write_synthetic", "CLASSES", "TYPES", "PATTERNS", "DEFAULT_LANGUAGES", "NOISY_LABELS_FILE",
+           "HUMAN", "MACHINE", "modality_caps"]
+
+TYPES = ("t-shirt", "dress", "jacket", "trousers", "skirt", "scarf")
+PATTERNS = ("plain", "striped", "dotted", "checked", "zigzag")
+#: (type, pattern, relative weight); category id = 1000 + position.
+CLASSES: tuple[tuple[str, str, float], ...] = (
+    ("t-shirt", "plain", 40), ("t-shirt", "striped", 100), ("t-shirt", "dotted", 12), ("t-shirt", "checked", 20),
+    ("dress", "plain", 30), ("dress", "striped", 10), ("dress", "dotted", 45), ("dress", "checked", 6),
+    ("jacket", "plain", 15), ("jacket", "striped", 8), ("jacket", "checked", 55),
+    ("trousers", "plain", 35), ("trousers", "striped", 5), ("trousers", "checked", 9),
+    ("skirt", "plain", 14), ("skirt", "zigzag", 7),
+    ("scarf", "striped", 3.5),
+)
+DEFAULT_LANGUAGES = ("cz", "ro", "hu", "es", "tr", "gr")
+_DEFAULT_LANGUAGE_WEIGHTS = {"cz": 0.30, "ro": 0.18, "hu": 0.15, "es": 0.15, "tr": 0.12, "gr": 0.10}
+NOISY_LABELS_FILE = "noisy_labels.csv"
+HUMAN, MACHINE = "human", "machine"
+_MACHINE_SHARE = 0.25  # GLAMI-1M: ~75% of train human-labelled
+
+_COLOURS = (  # (name, RGB) — the colour word in the text matches the drawing
+    ("red", (196, 32, 40)), ("blue", (32, 64, 186)), ("green", (38, 140, 62)), ("yellow", (232, 196, 36)),
+    ("black", (34, 34, 38)), ("pink", (236, 118, 168)), ("grey", (128, 128, 132)), ("brown", (118, 70, 32)),
+)
+_N_MATERIALS = 8
+
+
+def modality_caps(weights: Sequence[float] | None = None) -> tuple[float, float]:
+    """Best possible accuracy (on clean labels) of a classifier that sees only the text (knows the type) and
+    of one that sees only the image (knows the pattern)."""
+    w = np.asarray([c[2] for c in CLASSES] if weights is None else weights, dtype=float)
+    w = w / w.sum()
+    by_type: dict[str, float] = {}
+    by_pattern: dict[str, float] = {}
+    for (t, p, _), x in zip(CLASSES, w):
+        by_type[t] = max(by_type.get(t, 0.0), x)
+        by_pattern[p] = max(by_pattern.get(p, 0.0), x)
+    return float(sum(by_type.values())), float(sum(by_pattern.values()))
+
+
+# -------------------------------------------------------------------------------------------------------------
+# languages
+
+# consonants, vowels, adjective order (AN/NA), clause order (SVO/SOV), agreement suffixes ("" = none)
+_PROFILES: dict[str, tuple[str, str, str, str, tuple[str, ...]]] = {
+    "cz": ("b c d h j k l m n p r s t v z č ř š ž", "a e i o u y á é í ů ě", "AN", "SVO", ("ý", "á", "é")),
+    "sk": ("b c d h j k l m n p r s t v z č š ž ľ", "a e i o u y á ä é í ó ô", "AN", "SVO", ("ý", "á", "é")),
+    "ro": ("b c d f g j l m n p r s t v z ș ț", "a e i o u ă â î", "NA", "SVO", ("", "ă", "e")),
+    "gr": ("β γ δ ζ θ κ λ μ ν ξ π ρ σ τ φ χ", "α ε η ι ο υ ω ά έ ί ό", "AN", "SVO", ("ος", "η", "ο")),
+    "si": ("b c d g h j k l m n p r s t v z č š ž", "a e i o u", "AN", "SVO", ("", "a", "o")),
+    "hu": ("b d f g h j k l m n p r s t v z sz cs gy ny", "a e i o u á é ó ö ő ú ü", "AN", "SOV", ("",)),
+    "hr": ("b c d g h j k l m n p r s t v z č ć đ š ž", "a e i o u", "AN", "SVO", ("", "a", "o")),
+    "es": ("b c d f g j l m n p r s t v z ñ ll", "a e i o u á é í ó", "NA", "SVO", ("o", "a", "es")),
+    "lt": ("b d g j k l m n p r s t v z č š ž", "a e i o u y ą ę ė į ų ū", "AN", "SVO", ("as", "a", "is")),
+    "lv": ("b c d g j k l m n p r s t v z č š ž ķ ļ ņ", "a e i o u ā ē ī ū", "AN", "SVO", ("s", "a", "š")),
+    "tr": ("b c ç d f g ğ h k l m n p r s ş t v y z", "a e ı i o ö u ü", "AN", "SOV", ("",)),
+    "ee": ("d g h j k l m n p r s t v", "a e i o u õ ä ö ü", "AN", "SVO", ("",)),
+    "bg": ("б в г д ж з к л м н п р с т ф х ц ч ш", "а е и о у ъ я", "AN", "SVO", ("", "а", "о")),
+}
+
+
+class _Lang:
+    """A procedurally generated language: vocabulary + word order."""
+
+    def __init__(self, code: str, rng: random.Random, used: set[str]) -> None:
+        cons, vows, self.adj_order, self.clause, self.suffixes = _PROFILES[code]
+        self.code = code
+        self.cons = cons.split()
+        self.vows = vows.split()
+
+        def word(lo: int, hi: int) -> str:
+            while True:
+                n = rng.randint(lo, hi)
+                w = "".join(
+                    rng.choice(self.cons) + rng.choice(self.vows) + (rng.choice(self.cons) if rng.random() < 0.25 else "")
+                    for _ in range(n)
+                )
+                if rng.random() < 0.2:
+                    w = rng.choice(self.vows) + w
+                if w not in used and len(w) >= 3:
+                    used.add(w)
+                    return w
+
+        gender = lambda: rng.randrange(len(self.suffixes))  # noqa: E731
+        # garment type nouns: two synonyms each, with a grammatical gender
+        self.types = [[(word(2, 3), gender()) for _ in range(2)] for _ in TYPES]
+        self.colours = [word(2, 2) for _ in _COLOURS]
+        self.materials = [word(2, 3) for _ in range(_N_MATERIALS)]
+        self.nouns = [(word(2, 3), gender()) for _ in range(40)]
+        self.adjs = [word(2, 3) for _ in range(40)]
+        self.verbs = [word(2, 3) for _ in range(25)]
+        self.adps = [word(1, 1) for _ in range(4)]  # prepositions (SVO) or postpositions (SOV)
+
+    def adj(self, stem: str, g: int) -> str:
+        return stem + self.suffixes[g % len(self.suffixes)]
+
+    def np_(self, noun: tuple[str, int], adjs: list[str]) -> list[str]:
+        forms = [self.adj(a, noun[1]) for a in adjs]
+        return forms + [noun[0]] if self.adj_order == "AN" else [noun[0]] + forms
+
+    def pp(self, rng: random.Random) -> list[str]:
+        noun = self.nouns[int(rng.random() * len(self.nouns))]
+        adp = self.adps[int(rng.random() * len(self.adps))]
+        return [noun[0], adp] if self.clause == "SOV" else [adp, noun[0]]
+
+
+def _build_languages(seed: int) -> dict[str, _Lang]:
+    used: set[str] = set()
+    langs = {}
+    for code in GLAMI_GEOS:  # all 13, fixed order: a language's words do not depend on which are selected
+        langs[code] = _Lang(code, random.Random(f"fluid-synthetic-lang:{seed}:{code}"), used)
+    return langs
+
+
+def _brands(seed: int) -> list[str]:
+    rng = random.Random(f"fluid-synthetic-brands:{seed}")
+    cons, vows = "bdfgklmnprstvz", "aeiou"
+    out: list[str] = []
+    while len(out) < 40:
+        w = "".join(rng.choice(cons) + rng.choice(vows) for _ in range(rng.randint(2, 3))).capitalize()
+        if w not in out:
+            out.append(w)
+    return out
+
+
+# -------------------------------------------------------------------------------------------------------------
+# text
+
+
+def _ri(rng: random.Random, n: int) -> int:
+    """Uniform integer in [0, n) (faster than randrange for the per-item hot path)."""
+    return int(rng.random() * n)
+
+
+def _pick(rng: random.Random, seq: Sequence[Any]) -> Any:
+    return seq[int(rng.random() * len(seq))]
+
+
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+def _name(rng: random.Random, L: _Lang, type_noun: tuple[str, int], colour: str, material: str, brand: str) -> str:
+    r = rng.random()
+    adjs = [] if r < 0.25 else [colour] if r < 0.55 else [colour, material] if r < 0.8 else [material]
+    if len(adjs) == 2 and rng.random() < 0.5:
+        adjs.reverse()
+    words = L.np_(type_noun, adjs)
+    if rng.random() < 0.7:
+        words = [brand] + words
+    if rng.random() < 0.3:
+        words = words + L.pp(rng)
+    return " ".join(words)
+
+
+def _sentence(rng: random.Random, L: _Lang, type_nouns: list[tuple[str, int]], colour: str, material: str) -> str:
+    if rng.random() < 0.3:
+        subj = L.np_(_pick(rng, type_nouns), [_pick(rng, L.adjs)] if rng.random() < 0.5 else [])
+    else:
+        subj = L.np_(_pick(rng, L.nouns), [_pick(rng, L.adjs)] if rng.random() < 0.6 else [])
+    obj_noun = _pick(rng, L.nouns)
+    r = rng.random()
+    obj_adjs = [colour] if r < 0.15 else [material] if r < 0.4 else [_pick(rng, L.adjs)] if r < 0.7 else []
+    obj = L.np_(obj_noun, obj_adjs)
+    verb = [_pick(rng, L.verbs)]
+    pp = L.pp(rng) if rng.random() < 0.4 else []
+    words = subj + verb + obj + pp if L.clause == "SVO" else subj + obj + pp + verb
+    return _cap(" ".join(words)) + "."
+
+
+def _description(rng: random.Random, L: _Lang, type_nouns, colour: str, material: str) -> str:
+    if rng.random() < 0.2:
+        return ""  # GLAMI has rows without description (NaN)
+    n = 1
+    while n < 10 and rng.random() < 0.62:
+        n += 1
+    return " ".join(_sentence(rng, L, type_nouns, colour, material) for _ in range(n))
+
+
+# -------------------------------------------------------------------------------------------------------------
+# images
+
+_NOISE_BANK: dict[tuple[int, int, int], list[Image.Image]] = {}
+_NOISE_PAD = 16
+
+
+def _noise_bank(seed: int, size: tuple[int, int]) -> list[Image.Image]:
+    key = (seed, *size)
+    bank = _NOISE_BANK.get(key)
+    if bank is None:
+        rng = np.random.default_rng([seed, 7919])
+        w, h = size
+        bank = []
+        for _ in range(16):
+            a = rng.normal(128.0, 14.0, size=(h + _NOISE_PAD, w + _NOISE_PAD, 3))
+            bank.append(Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)))
+        _NOISE_BANK[key] = bank
+    return bank
+
+
+def _jit(rng: random.Random, rgb: tuple[int, int, int], amount: int) -> tuple[int, int, int]:
+    r = rng.random
+    span = 2 * amount + 1
+    return tuple(max(0, min(255, c - amount + int(r() * span))) for c in rgb)  # type: ignore[return-value]
+
+
+def _accent(rng: random.Random, rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    lum = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+    if lum < 110:
+        t = rng.uniform(0.55, 0.75)
+        return tuple(int(c + (255 - c) * t) for c in rgb)  # type: ignore[return-value]
+    f = rng.uniform(0.25, 0.45)
+    return tuple(int(c * f) for c in rgb)  # type: ignore[return-value]
+
+
+# Pattern and silhouette masks are drawn once per parameter set and cached (per process): an item picks its
+# parameters from its RNG and crops the cached mask at a random offset, which is much faster than drawing.
+_MASKS: dict[tuple, Image.Image] = {}
+_MAX_PERIOD = 36
+
+
+def _pattern_mask(key: tuple, w: int, h: int) -> Image.Image:
+    """An ``L`` mask (1 = accent ink, 0 = ground) of size (w + _MAX_PERIOD, h + _MAX_PERIOD) for ``key``."""
+    full = (w, h, *key)
+    m = _MASKS.get(full)
+    if m is not None:
+        return m
+    W, H = w + _MAX_PERIOD, h + _MAX_PERIOD
+    m = Image.new("L", (W, H), 0)
+    d = ImageDraw.Draw(m)
+    kind = key[0]
+    if kind == "striped":
+        _, period, width, orient = key
+        if orient == 0:
+            for y in range(0, H, period):
+                d.rectangle((0, y, W, y + width - 1), fill=1)
+        elif orient == 1:
+            for x in range(0, W, period):
+                d.rectangle((x, 0, x + width - 1, H), fill=1)
+        else:
+            step = int(round(period * math.sqrt(2)))
+            for k in range(-H - step, W + H + step, step):
+                d.line(((k, 0), (k + H, H)) if orient == 2 else ((k, 0), (k - H, H)), fill=1, width=width)
+    elif kind == "dotted":
+        _, step, r = key
+        for row, y in enumerate(range(0, H + step, step)):
+            shift = step // 2 if row % 2 else 0
+            for x in range(shift - step, W + step, step):
+                d.ellipse((x - r, y - r, x + r, y + r), fill=1)
+    elif kind == "checked":
+        _, c = key
+        for j, y in enumerate(range(0, H, c)):
+            for i, x in enumerate(range(0, W, c)):
+                if (i + j) % 2 == 0:
+                    d.rectangle((x, y, x + c - 1, y + c - 1), fill=1)
+    elif kind == "zigzag":
+        _, step, amp, wl = key
+        for y in range(0, H + step, step):
+            pts = [(x, y + (amp if (k % 2) else -amp)) for k, x in enumerate(range(-wl, W + wl, wl // 2))]
+            d.line(pts, fill=1, width=3, joint="curve")
+    else:  # pragma: no cover
+        raise ValueError(kind)
+    _MASKS[full] = m
+    return m
+
+
+def _pattern_key(rng: random.Random, pattern: str) -> tuple | None:
+    if pattern == "plain":
+        return None
+    if pattern == "striped":
+        period = 9 + _ri(rng, 8)
+        return ("striped", period, max(3, period // 2 - 1 + _ri(rng, 3)), _ri(rng, 4))
+    if pattern == "dotted":
+        return ("dotted", 11 + _ri(rng, 7), 2 + _ri(rng, 3))
+    if pattern == "checked":
+        return ("checked", 8 + _ri(rng, 7))
+    if pattern == "zigzag":
+        return ("zigzag", 12 + _ri(rng, 7), 3 + _ri(rng, 4), 2 * (4 + _ri(rng, 4)))
+    raise ValueError(pattern)  # pragma: no cover
+
+
+def _silhouette(rng: random.Random, w: int, h: int) -> tuple[Image.Image, Image.Image]:
+    """Garment outline masks ``(inside=1, inside=255)``; the shape is independent of the class."""
+    key = ("sil", w, h, _ri(rng, 4), _ri(rng, 4), _ri(rng, 4), _ri(rng, 3))
+    cached = _MASKS.get(key)
+    if cached is not None:
+        return cached  # type: ignore[return-value]
+    _, _, _, kind, a, b, c = key
+    mx, my = (0.08 + 0.025 * a) * w, (0.06 + 0.02 * b) * h
+    x0, y0, x1, y1 = mx, my, w - mx, h - my
+    m = Image.new("L", (w, h), 0)
+    d = ImageDraw.Draw(m)
+    if kind == 0:  # body with "sleeves"
+        sw = (x1 - x0) * 0.22
+        d.polygon([(x0 + sw, y0), (x1 - sw, y0), (x1, y0 + (y1 - y0) * 0.3), (x1 - sw * 0.6, y0 + (y1 - y0) * 0.38),
+                   (x1 - sw * 0.6, y1), (x0 + sw * 0.6, y1), (x0 + sw * 0.6, y0 + (y1 - y0) * 0.38),
+                   (x0, y0 + (y1 - y0) * 0.3)], fill=255)
+    elif kind == 1:
+        d.ellipse((x0, y0, x1, y1), fill=255)
+    elif kind == 2:
+        d.rounded_rectangle((x0, y0, x1, y1), radius=int(min(w, h) * (0.08 + 0.04 * c)), fill=255)
+    else:  # trapezoid
+        t = (x1 - x0) * (0.15 + 0.07 * c)
+        d.polygon([(x0 + t, y0), (x1 - t, y0), (x1, y1), (x0, y1)], fill=255)
+    pair = (m.point(lambda v: 1 if v > 127 else 0), m)
+    _MASKS[key] = pair  # type: ignore[assignment]
+    return pair
+
+
+def _image(rng: random.Random, pattern: str, colour_rgb, size: tuple[int, int], bank, quality: int) -> bytes:
+    """Compose a palette image (0 background, 1 garment colour, 2 pattern ink, 3 tag), add noise, JPEG."""
+    w, h = size
+    bg = _jit(rng, (236, 234, 230), 14)
+    base = _jit(rng, colour_rgb, 18)
+    ink = _accent(rng, base)
+    sil01, sil255 = _silhouette(rng, w, h)
+    key = _pattern_key(rng, pattern)
+    if key is not None:
+        ox, oy = _ri(rng, _MAX_PERIOD), _ri(rng, _MAX_PERIOD)
+        pat = _pattern_mask(key, w, h).crop((ox, oy, ox + w, oy + h))
+        idx = ImageChops.add(sil01, ImageChops.darker(sil255, pat))
+    else:
+        idx = sil01.copy()
+    if rng.random() < 0.3:  # distractor: a small label tag, independent of the class
+        tx, ty = _ri(rng, w - 12), _ri(rng, h - 8)
+        idx.paste(3, (tx, ty, tx + 10, ty + 6))
+    idx.putpalette(bytes((*bg, *base, *ink, *_jit(rng, (250, 250, 250), 5))))
+    tile = bank[_ri(rng, len(bank))]
+    ox, oy = _ri(rng, _NOISE_PAD), _ri(rng, _NOISE_PAD)
+    img = ImageChops.add(idx.convert("RGB"), tile.crop((ox, oy, ox + w, oy + h)), 1.0, -128)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+# -------------------------------------------------------------------------------------------------------------
+# items
+
+
+class _Config:
+    def __init__(self, seed: int, noise: float, image_size: tuple[int, int], test_fraction: float,
+                 languages: Sequence[str], quality: int, images_dir: str) -> None:
+        self.seed = seed
+        self.noise = noise
+        self.image_size = image_size
+        self.test_fraction = test_fraction
+        self.quality = quality
+        self.images_dir = images_dir
+        all_langs = _build_languages(seed)
+        self.langs = [all_langs[c] for c in languages]
+        self.lang_weights = [_DEFAULT_LANGUAGE_WEIGHTS.get(c, 0.1) for c in languages]
+        self.brands = _brands(seed)
+        w = np.array([c[2] for c in CLASSES], dtype=float)
+        self.prior = w / w.sum()
+        self.cdf = list(np.cumsum(self.prior)[:-1])
+        self.offset = random.Random(f"fluid-synthetic-weyl:{seed}").random()
+        self.machine_share = max(_MACHINE_SHARE, noise)
+        lw = np.asarray(self.lang_weights, dtype=float)
+        self.lang_cdf = list(np.cumsum(lw / lw.sum())[:-1])
+        # wrong labels follow the prior of the other classes
+        self.wrong_cdf = []
+        for k in range(len(CLASSES)):
+            p = self.prior.copy()
+            p[k] = 0.0
+            self.wrong_cdf.append(list(np.cumsum(p / p.sum())[:-1]))
+        self.prefix = images_dir + os.sep
+
+    def __getstate__(self):  # rebuilt in workers (cheap) instead of pickling the vocabularies
+        return (self.seed, self.noise, self.image_size, self.test_fraction, [L.code for L in self.langs],
+                self.quality, self.images_dir)
+
+    def __setstate__(self, state):
+        self.__init__(*state)
+
+
+def _item(i: int, cfg: _Config) -> tuple[str, list[Any], tuple[str, str, str] | None]:
+    """Make item ``i``: write its image, return ``(split, csv row, noisy-label row or None)``."""
+    rng = random.Random(f"fluid-synthetic:{cfg.seed}:{i}")
+    u = (cfg.offset + i * 0.6180339887498949) % 1.0  # low-discrepancy: class counts follow the weights closely
+    k = bisect_right(cfg.cdf, u)
+    gtype, pattern, _ = CLASSES[k]
+    split = "test" if rng.random() < cfg.test_fraction else "train"
+    L = cfg.langs[bisect_right(cfg.lang_cdf, rng.random())]
+    c = _ri(rng, len(_COLOURS))
+    colour_word, colour_rgb = L.colours[c], _COLOURS[c][1]
+    material = _pick(rng, L.materials)
+    type_nouns = L.types[TYPES.index(gtype)]
+    name = _name(rng, L, _pick(rng, type_nouns), colour_word, material, _pick(rng, cfg.brands))
+    description = _description(rng, L, type_nouns, colour_word, material)
+    jpeg = _image(rng, pattern, colour_rgb, cfg.image_size, _noise_bank(cfg.seed, cfg.image_size), cfg.quality)
+
+    given = k
+    source = HUMAN
+    if split == "train" and rng.random() < cfg.machine_share:
+        source = MACHINE
+        if rng.random() < cfg.noise / cfg.machine_share:
+            given = bisect_right(cfg.wrong_cdf[k], rng.random())
+    item_id, image_id = str(100000 + i), str(500000 + i)
+    fd = os.open(f"{cfg.prefix}{image_id}.jpg", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, jpeg)
+    finally:
+        os.close(fd)
+    row = [item_id, image_id, name, description, L.code, str(1000 + given), _category_name(given), source]
+    noisy = (item_id, str(1000 + k), str(1000 + given)) if split == "train" else None
+    return split, row, noisy
+
+
+def _category_name(k: int) -> str:
+    gtype, pattern, _ = CLASSES[k]
+    return f"{pattern} {gtype}"
+
+
+_WORKER_CFG: _Config | None = None
+
+
+def _init_worker(cfg: _Config) -> None:
+    global _WORKER_CFG
+    _WORKER_CFG = cfg
+
+
+def _chunk(bounds: tuple[int, int]):
+    assert _WORKER_CFG is not None
+    return [_item(i, _WORKER_CFG) for i in range(*bounds)]
+
+
+def write_synthetic(
+    out_dir: str | os.PathLike,
+    *,
+    items: int = 3000,
+    seed: int = 0,
+    noise: float = 0.1,
+    image_size: tuple[int, int] = (96, 128),
+    test_fraction: float = 0.2,
+    languages: Sequence[str] = DEFAULT_LANGUAGES,
+    workers: int = 1,
+    jpeg_quality: int = 85,
+    overwrite: bool = False,
+) -> Path:
+    """Write a synthetic catalogue to ``out_dir/GLAMI-1M-dataset`` and return that folder.
+
+    Files: ``GLAMI-1M-train.csv``, ``GLAMI-1M-test.csv`` (GLAMI columns), ``images/<image_id>.jpg`` and the
+    sidecar ``noisy_labels.csv`` (train rows: item_id, true_category, given_category).
+
+    Args:
+        items: total items (train + test); ``test_fraction`` of them (drawn per item) go to test.
+        seed: everything derives from it; the same seed (and arguments) gives byte-identical files.
+        noise: share of *train* rows whose label is wrong (all of them ``machine``-labelled).
+        image_size: ``(width, height)`` of the JPEGs.
+        languages: GLAMI ``geo`` codes to use (default six: cz, ro, hu, es, tr, gr).
+        workers: processes for large catalogues (output is identical for any value).
+        overwrite: replace an existing synthetic catalogue in ``out_dir`` (refuses to delete a folder that
+            does not look like one written by this function).
+    """
+    if items < 1:
+        raise ValueError("items must be >= 1")
+    if not 0.0 <= noise < 1.0:
+        raise ValueError("noise must be in [0, 1)")
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError("test_fraction must be in (0, 1)")
+    bad = [c for c in languages if c not in _PROFILES]
+    if bad or not languages:
+        raise ValueError(f"unknown language codes {bad}; use GLAMI geo codes {GLAMI_GEOS}")
+    w, h = int(image_size[0]), int(image_size[1])
+    if w < 16 or h < 16:
+        raise ValueError("image_size must be at least 16x16")
+
+    root = Path(out_dir) / GLAMI_DIR
+    if root.exists() and any(root.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{root} exists and is not empty (pass overwrite=True to replace it)")
+        if not (root / NOISY_LABELS_FILE).is_file():
+            raise FileExistsError(f"{root} does not look like a synthetic catalogue; refusing to delete it")
+        shutil.rmtree(root)
+    images = root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    cfg = _Config(int(seed), float(noise), (w, h), float(test_fraction), tuple(languages), int(jpeg_quality),
+                  str(images))
+
+    if workers > 1:
+        import multiprocessing as mp
+
+        size = max(64, math.ceil(items / (workers * 8)))
+        bounds = [(s, min(items, s + size)) for s in range(0, items, size)]
+        with mp.get_context().Pool(workers, initializer=_init_worker, initargs=(cfg,)) as pool:
+            results = [r for chunk in pool.imap(_chunk, bounds) for r in chunk]
+    else:
+        results = [_item(i, cfg) for i in range(items)]
+
+    header = list(GLAMI_COLUMNS)
+    files = {s: open(root / glami_csv_name(s), "w", encoding="utf-8", newline="") for s in ("train", "test")}
+    try:
+        writers = {s: csv.writer(f, lineterminator="\n") for s, f in files.items()}
+        for wr in writers.values():
+            wr.writerow(header)
+        for split, row, _ in results:
+            writers[split].writerow(row)
+    finally:
+        for f in files.values():
+            f.close()
+    with open(root / NOISY_LABELS_FILE, "w", encoding="utf-8", newline="") as f:
+        wr = csv.writer(f, lineterminator="\n")
+        wr.writerow(["item_id", "true_category", "given_category"])
+        wr.writerows(noisy for _, _, noisy in results if noisy is not None)
+    return root

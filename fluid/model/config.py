@@ -1,0 +1,271 @@
+"""One plain config dataclass per head family.
+
+Every value the paper gives is a default here; every value it leaves open is a documented, overridable
+field (see docs/model.md, "Deviations and silent choices"). Configs hold only plain types (int, float, bool,
+str, None) so ``dataclasses.asdict`` gives something YAML/JSON can store, and
+
+    build_head(head.name, head.num_classes, head.image_dim, head.text_dim, **dataclasses.asdict(head.config))
+
+rebuilds the same architecture. ``num_classes``, ``image_dim`` and ``text_dim`` are arguments of
+``build_head``, not config fields (they come from the data and the encoders).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "HeadConfig",
+    "FluidConfig",
+    "EarlyFusionConfig",
+    "ImprovedAttentionConfig",
+    "Blip2Config",
+    "UnimodalConfig",
+    "MoltConfig",
+]
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ValueError(msg)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    _check(value in choices, f"{name}={value!r} is not one of {list(choices)}")
+
+
+@dataclass
+class HeadConfig:
+    """Fields every head has.
+
+    Attributes:
+        hidden_dim: width d of the head's internal representation (paper: 768). Token dims of the encoders
+            may differ; input projections map them to d.
+        num_heads: attention heads in every attention layer of the head (paper: silent).
+        dropout: dropout on attention weights, residual branches and MLP hidden layers.
+        ffn_dim: hidden width of the feed-forward sublayers; None = 4 * hidden_dim (Transformer convention).
+        ce_weight: weight of the cross-entropy term in ``head.loss`` (λ1 for FLUID, α for MoLT).
+        missing_token_std: std of the normal init of the learned "missing modality" token.
+        modality_dropout: training-mode probability, per sample, of hiding one modality (image or text,
+            50/50; never both) so the head learns the missing-modality token. 0 = off.
+        encoder_layers: how many of the encoder's last hidden states the head reads (1 except MoLT).
+    """
+
+    hidden_dim: int = 768
+    num_heads: int = 8
+    dropout: float = 0.1
+    ffn_dim: int | None = None
+    ce_weight: float = 1.0
+    missing_token_std: float = 0.02
+    modality_dropout: float = 0.0
+    encoder_layers: int = 1
+
+    def __post_init__(self) -> None:
+        _check(self.hidden_dim > 0, f"hidden_dim must be > 0, got {self.hidden_dim}")
+        _check(self.num_heads > 0, f"num_heads must be > 0, got {self.num_heads}")
+        _check(
+            self.hidden_dim % self.num_heads == 0,
+            f"hidden_dim={self.hidden_dim} must be divisible by num_heads={self.num_heads}",
+        )
+        _check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        _check(self.ffn_dim is None or self.ffn_dim > 0, f"ffn_dim must be > 0 or None, got {self.ffn_dim}")
+        _check(0.0 <= self.modality_dropout <= 1.0, f"modality_dropout must be in [0, 1], got {self.modality_dropout}")
+        _check(self.encoder_layers >= 1, f"encoder_layers must be >= 1, got {self.encoder_layers}")
+        _check(self.missing_token_std > 0, f"missing_token_std must be > 0, got {self.missing_token_std}")
+
+    @property
+    def ffn_hidden(self) -> int:
+        """The resolved feed-forward width (``ffn_dim`` or 4 * hidden_dim)."""
+        return self.ffn_dim if self.ffn_dim is not None else 4 * self.hidden_dim
+
+
+@dataclass
+class FluidConfig(HeadConfig):
+    """FLUID (paper section 4) and its five ablations (Table 3) as switches.
+
+    Paper values: hidden_dim=768, num_queries l=32, num_bottleneck_queries=2 (Q3 is 2 x d), num_experts=16,
+    top_k=2, ce/contrastive/moe weights λ1=λ2=λ3=1/3, gate = MLP with one ReLU hidden layer + sigmoid.
+
+    Attributes (the ones the paper leaves open are marked *):
+        num_queries: l, queries per Q-Transform (Q1, Q2).
+        num_bottleneck_queries: queries of the Q-Bottleneck (Q3).
+        qtransform_layers*: cross-attention blocks per Q-Transform (pre-LN, residual, FFN; Q-Former style).
+        bottleneck_layers*: the same for the Q-Bottleneck.
+        query_init_std*: std of the normal init of Q1, Q2, Q3 (never zeros).
+        gate_hidden_dim*: width of the gate MLP's hidden layer; None = hidden_dim.
+        contrastive_pooling*: how I_n / T_n become one vector for the contrastive loss: "mean" of the
+            queries, or the "first" query.
+        init_temperature*: initial contrastive temperature T (CLIP: 0.07); stored as log(1/T).
+        max_logit_scale*: clamp on 1/T (CLIP: 100).
+        learnable_temperature*: whether log(1/T) is trained.
+        num_experts, top_k: MoE size and experts per routed vector.
+        expert_hidden_dim*: hidden width of each expert MLP (and of the ``use_moe=False`` MLP); None =
+            hidden_dim.
+        moe_input*: how F' (num_bottleneck_queries x d) reaches the MoE: "flatten" to one vector and route
+            it, or "per-token": route each token, average the experts' logits.
+        moe_dispatch*: "sparse" runs each expert only on its routed vectors; "dense" runs every expert on
+            every vector and masks (same numbers; simpler graph, e.g. for ONNX).
+        router_z_loss_weight*: weight of the optional router z-loss (ST-MoE); 0 = off.
+        use_contrastive / use_qtransform / use_gating / use_bottleneck / use_moe: the Table 3 ablations.
+        no_qtransform_pooling*: with use_qtransform=False, the 1-token summary of each encoder sequence:
+            "cls" (first valid token) or "mean" (masked mean); projected to d.
+    """
+
+    num_queries: int = 32
+    num_bottleneck_queries: int = 2
+    qtransform_layers: int = 1
+    bottleneck_layers: int = 1
+    query_init_std: float = 0.02
+    gate_hidden_dim: int | None = None
+    contrastive_pooling: str = "mean"
+    init_temperature: float = 0.07
+    max_logit_scale: float = 100.0
+    learnable_temperature: bool = True
+    num_experts: int = 16
+    top_k: int = 2
+    expert_hidden_dim: int | None = None
+    moe_input: str = "flatten"
+    moe_dispatch: str = "sparse"
+    router_z_loss_weight: float = 0.0
+    ce_weight: float = 1.0 / 3.0
+    contrastive_weight: float = 1.0 / 3.0
+    moe_weight: float = 1.0 / 3.0
+    use_contrastive: bool = True
+    use_qtransform: bool = True
+    use_gating: bool = True
+    use_bottleneck: bool = True
+    use_moe: bool = True
+    no_qtransform_pooling: str = "cls"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("num_queries", "num_bottleneck_queries", "qtransform_layers", "bottleneck_layers", "num_experts"):
+            _check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        _check(1 <= self.top_k <= self.num_experts, f"top_k must be in [1, num_experts={self.num_experts}], got {self.top_k}")
+        _check(self.query_init_std > 0, f"query_init_std must be > 0 (queries are never zero), got {self.query_init_std}")
+        _check(0 < self.init_temperature, f"init_temperature must be > 0, got {self.init_temperature}")
+        _check(
+            self.max_logit_scale >= 1.0 / self.init_temperature,
+            f"max_logit_scale={self.max_logit_scale} must be >= 1/init_temperature={1.0 / self.init_temperature:g}",
+        )
+        _check_choice("contrastive_pooling", self.contrastive_pooling, ("mean", "first"))
+        _check_choice("moe_input", self.moe_input, ("flatten", "per-token"))
+        _check_choice("moe_dispatch", self.moe_dispatch, ("sparse", "dense"))
+        _check_choice("no_qtransform_pooling", self.no_qtransform_pooling, ("cls", "mean"))
+        for name in ("gate_hidden_dim", "expert_hidden_dim"):
+            v = getattr(self, name)
+            _check(v is None or v > 0, f"{name} must be > 0 or None, got {v}")
+        for name in ("ce_weight", "contrastive_weight", "moe_weight", "router_z_loss_weight"):
+            _check(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class EarlyFusionConfig(HeadConfig):
+    """Early fusion baseline: pooled image and text features concatenated -> MLP.
+
+    Attributes:
+        pooling*: "mean" (masked mean over real tokens) or "cls" (first valid token).
+        mlp_hidden_dim*: MLP hidden width; None = hidden_dim.
+    """
+
+    pooling: str = "mean"
+    mlp_hidden_dim: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_choice("pooling", self.pooling, ("mean", "cls"))
+
+
+@dataclass
+class ImprovedAttentionConfig(HeadConfig):
+    """Improved-attention baseline: cross-modal attention in both directions, pooled -> MLP.
+
+    Attributes:
+        num_layers*: bidirectional cross-attention blocks.
+        mlp_hidden_dim*: classifier MLP hidden width; None = hidden_dim.
+    """
+
+    num_layers: int = 1
+    mlp_hidden_dim: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}")
+
+
+@dataclass
+class Blip2Config(HeadConfig):
+    """Modified BLIP-2 baseline: one Q-Former-style query set over image tokens, conditioned on text.
+
+    Attributes:
+        num_queries: query count (BLIP-2 and FLUID: 32).
+        num_layers*: Q-Former layers (joint query/text self-attention, query->image cross-attention, FFN).
+        query_init_std*: std of the normal init of the queries.
+    """
+
+    num_queries: int = 32
+    num_layers: int = 2
+    query_init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.num_queries >= 1, f"num_queries must be >= 1, got {self.num_queries}")
+        _check(self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}")
+        _check(self.query_init_std > 0, f"query_init_std must be > 0, got {self.query_init_std}")
+
+
+@dataclass
+class UnimodalConfig(HeadConfig):
+    """Image-only / text-only: one modality + Q-Transform + MLP head (paper Table 2).
+
+    Attributes:
+        modality: "image" or "text" (set by the registry entry).
+        num_queries, qtransform_layers, query_init_std: as in FluidConfig.
+        mlp_hidden_dim*: classifier MLP hidden width; None = hidden_dim.
+        modality_dropout: ignored (hiding the only modality would only teach the missing token).
+    """
+
+    modality: str = "text"
+    num_queries: int = 32
+    qtransform_layers: int = 1
+    query_init_std: float = 0.02
+    mlp_hidden_dim: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_choice("modality", self.modality, ("image", "text"))
+        _check(self.num_queries >= 1, f"num_queries must be >= 1, got {self.num_queries}")
+        _check(self.qtransform_layers >= 1, f"qtransform_layers must be >= 1, got {self.qtransform_layers}")
+        _check(self.query_init_std > 0, f"query_init_std must be > 0, got {self.query_init_std}")
+
+
+@dataclass
+class MoltConfig(HeadConfig):
+    """MoLT (robust latent representation tuning; see MOLT.md). Nearly everything here is our choice.
+
+    Attributes:
+        hidden_dim: d_c, width of the shared latent space (256).
+        num_heads: cross-attention heads (4).
+        encoder_layers: k, the last k encoder layers read (4).
+        mfb_factor: k_f of MFB pooling (4); MFB output width is hidden_dim.
+        cca_weight: β (0.1); ce_weight is α (1).
+        cca_decorrelation: weight of the within-view decorrelation term of the soft-CCA loss.
+        fusion_hidden_dim: hidden width of the fusion MLP; None = 2 * hidden_dim.
+        modality_dropout: MOLT.md trains with modality dropout; 0.1 by default here.
+    """
+
+    hidden_dim: int = 256
+    num_heads: int = 4
+    encoder_layers: int = 4
+    mfb_factor: int = 4
+    cca_weight: float = 0.1
+    cca_decorrelation: float = 1.0
+    ce_weight: float = 1.0
+    fusion_hidden_dim: int | None = None
+    modality_dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.mfb_factor >= 1, f"mfb_factor must be >= 1, got {self.mfb_factor}")
+        _check(self.cca_weight >= 0, f"cca_weight must be >= 0, got {self.cca_weight}")
+        _check(self.cca_decorrelation >= 0, f"cca_decorrelation must be >= 0, got {self.cca_decorrelation}")

@@ -1,0 +1,199 @@
+"""Mixture-of-Experts (paper section 4.6, eq. 9): router, top-k, expert MLPs, load balancing, usage stats.
+
+    N_{F'} = Σ_{i ∈ top-k} G_i(F') · E_i(F')
+
+The router is a linear layer to E logits; G is the softmax over the E experts restricted to the top k and
+renormalised to sum 1 (for k = 1 the raw top probability is kept, as in Switch Transformer, so the router
+still gets a gradient from the task loss).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .mlp import MLP
+
+__all__ = [
+    "load_balancing_loss",
+    "router_z_loss",
+    "expert_usage",
+    "Router",
+    "ExpertMLP",
+    "MixtureOfExperts",
+    "MoEOutput",
+]
+
+
+def load_balancing_loss(router_logits: Tensor, top_k: int) -> Tensor:
+    """Switch-Transformer load-balancing loss, generalised to top-k.
+
+        E · Σᵢ fᵢ · Pᵢ,   fᵢ = (# top-k assignments to expert i) / (N·k),   Pᵢ = mean_n softmax(logits_n)ᵢ
+
+    Args:
+        router_logits (Tensor): N x E.
+        top_k (int): experts per routed vector.
+
+    Returns:
+        Tensor: scalar; 1.0 under perfectly uniform routing, up to E when everything goes to one expert.
+        The gradient flows through Pᵢ only (fᵢ is a count).
+    """
+    n, num_experts = router_logits.shape
+    probs = router_logits.float().softmax(dim=-1)
+    indices = router_logits.topk(top_k, dim=-1).indices
+    f = expert_usage(indices, num_experts)
+    p = probs.mean(dim=0)
+    return num_experts * (f * p).sum()
+
+
+def router_z_loss(router_logits: Tensor) -> Tensor:
+    """ST-MoE router z-loss: mean over vectors of logsumexp(logits)².
+
+    Args:
+        router_logits (Tensor): N x E.
+
+    Returns:
+        Tensor: scalar.
+    """
+    return router_logits.float().logsumexp(dim=-1).pow(2).mean()
+
+
+def expert_usage(indices: Tensor, num_experts: int) -> Tensor:
+    """Fraction of routing assignments per expert.
+
+    Args:
+        indices (Tensor): N x k chosen expert ids.
+        num_experts (int): E.
+
+    Returns:
+        Tensor: E, float, sums to 1 (no gradient).
+    """
+    counts = torch.bincount(indices.reshape(-1), minlength=num_experts).float()
+    return counts / counts.sum().clamp(min=1.0)
+
+
+class Router(nn.Module):
+    """Linear router with top-k selection.
+
+    Args:
+        dim (int): input width.
+        num_experts (int): E.
+        top_k (int): k.
+    """
+
+    def __init__(self, dim: int, num_experts: int, top_k: int) -> None:
+        super().__init__()
+        if not 1 <= top_k <= num_experts:
+            raise ValueError(f"top_k={top_k} must be in [1, num_experts={num_experts}]")
+        self.top_k = top_k
+        self.proj = nn.Linear(dim, num_experts)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """
+        Args:
+            x (Tensor): N x dim.
+
+        Returns:
+            logits (Tensor): N x E router logits.
+            weights (Tensor): N x k gate values G of the chosen experts.
+            indices (Tensor): N x k chosen expert ids (distinct per row).
+        """
+        logits = self.proj(x)
+        probs = logits.float().softmax(dim=-1)
+        weights, indices = probs.topk(self.top_k, dim=-1)
+        if self.top_k > 1:
+            weights = weights / weights.sum(dim=-1, keepdim=True)
+        return logits, weights.to(x.dtype), indices
+
+
+class ExpertMLP(MLP):
+    """One expert: a small MLP (Linear -> GELU -> dropout -> Linear).
+
+    Args:
+        in_dim (int), hidden_dim (int), out_dim (int), dropout (float).
+    """
+
+
+@dataclass
+class MoEOutput:
+    """Result of :class:`MixtureOfExperts`.
+
+    Attributes:
+        output (Tensor): N x out_dim.
+        router_logits (Tensor): N x E.
+        weights (Tensor): N x k.
+        indices (Tensor): N x k.
+        load (Tensor): E, fraction of assignments per expert (sums to 1, detached).
+    """
+
+    output: Tensor
+    router_logits: Tensor
+    weights: Tensor
+    indices: Tensor
+    load: Tensor
+
+
+class MixtureOfExperts(nn.Module):
+    """E expert MLPs, of which the router's top k run on each input vector; outputs mixed by the gate.
+
+    Args:
+        in_dim (int): input width.
+        hidden_dim (int): each expert's hidden width.
+        out_dim (int): output width (FLUID: the number of classes; the experts output logits).
+        num_experts (int): E (paper: 16).
+        top_k (int): k (paper: 2).
+        dropout (float): dropout inside the experts.
+        dispatch (str): "sparse" (each expert runs on its routed vectors only) or "dense" (every expert
+            runs on every vector, non-chosen ones weighted 0; same result).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dim: int,
+        out_dim: int,
+        num_experts: int = 16,
+        top_k: int = 2,
+        dropout: float = 0.0,
+        dispatch: str = "sparse",
+    ) -> None:
+        super().__init__()
+        if dispatch not in ("sparse", "dense"):
+            raise ValueError(f"dispatch={dispatch!r} is not one of ['sparse', 'dense']")
+        self.num_experts = num_experts
+        self.top_k = top_k
+        self.out_dim = out_dim
+        self.dispatch = dispatch
+        self.router = Router(in_dim, num_experts, top_k)
+        self.experts = nn.ModuleList(ExpertMLP(in_dim, hidden_dim, out_dim, dropout) for _ in range(num_experts))
+
+    def forward(self, x: Tensor) -> MoEOutput:
+        """
+        Args:
+            x (Tensor): N x in_dim.
+
+        Returns:
+            MoEOutput with ``output`` N x out_dim.
+        """
+        logits, weights, indices = self.router(x)
+        if self.dispatch == "dense":
+            gates = torch.zeros_like(logits, dtype=weights.dtype).scatter(1, indices, weights)  # N x E
+            stacked = torch.stack([expert(x) for expert in self.experts], dim=1)  # N x E x out
+            out = (gates.unsqueeze(-1) * stacked).sum(dim=1)
+        else:
+            out = x.new_zeros(x.shape[0], self.out_dim)
+            for e, expert in enumerate(self.experts):
+                # An expert with no routed rows still runs on the empty selection, so its parameters get
+                # (zero) gradients and DDP does not see them as unused.
+                rows, slots = torch.nonzero(indices == e, as_tuple=True)
+                y = expert(x[rows]) * weights[rows, slots].unsqueeze(-1)
+                out = out.index_add(0, rows, y.to(out.dtype))
+        load = expert_usage(indices.detach(), self.num_experts)
+        return MoEOutput(out, logits, weights, indices, load)
+
+    def balance_loss(self, router_logits: Tensor) -> Tensor:
+        """:func:`load_balancing_loss` with this layer's k. router_logits (Tensor): N x E."""
+        return load_balancing_loss(router_logits, self.top_k)
+

@@ -1,0 +1,65 @@
+"""The LightningModule: step logic only (loss, logging, optimiser). The network knows nothing of training."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from fluid.training.network import MultimodalNetwork
+
+
+class ClassificationModule(pl.LightningModule):
+    """Trains a :class:`MultimodalNetwork` on its head's own objective (``head.loss``: λ_CE·CE + Σ weighted aux).
+
+    Args:
+        network: the network to train.
+        num_classes: C.
+        lr, weight_decay: AdamW settings (paper: 2e-5, 0.01).
+        warmup_steps: linear learning-rate warm-up (paper: none, 0).
+    """
+
+    def __init__(self, network: MultimodalNetwork, num_classes: int, *, lr: float = 2e-5,
+                 weight_decay: float = 0.01, warmup_steps: int = 0):
+        super().__init__()
+        self.network = network
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.warmup_steps = warmup_steps
+        self.val_accuracy = MulticlassAccuracy(num_classes, average="micro", ignore_index=-1)
+        self.val_macro_f1 = MulticlassF1Score(num_classes, average="macro", ignore_index=-1)
+
+    def forward(self, batch: dict):
+        return self.network(batch)
+
+    def _losses(self, batch: dict, output) -> dict[str, torch.Tensor]:
+        return self.network.head.loss(output, batch["label"])
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        output = self.network(batch)
+        losses = self._losses(batch, output)
+        batch_size = batch["label"].shape[0]
+        self.log_dict({f"train_{k}": v.detach() for k, v in losses.items()}, prog_bar=False,
+                      on_step=False, on_epoch=True, batch_size=batch_size, sync_dist=True)
+        self.log("loss", losses["loss"].detach(), prog_bar=True, on_step=True, on_epoch=False,
+                 batch_size=batch_size, logger=False)
+        return losses["loss"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        output = self.network(batch)
+        losses = self._losses(batch, output)
+        batch_size = batch["label"].shape[0]
+        self.val_accuracy.update(output.logits, batch["label"])
+        self.val_macro_f1.update(output.logits, batch["label"])
+        self.log("val_loss", losses["loss"], on_epoch=True, batch_size=batch_size, sync_dist=True)
+        self.log("val_accuracy", self.val_accuracy, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        self.log("val_macro_f1", self.val_macro_f1, on_epoch=True, prog_bar=True, batch_size=batch_size)
+
+    def configure_optimizers(self):
+        params = [p for p in self.network.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.warmup_steps <= 0:
+            return optimizer
+        warmup = self.warmup_steps
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,106 @@
+"""The whole classifier network: text encoder + image encoder + head, and the batch collation for it.
+
+``MultimodalNetwork`` knows nothing of files or training loops: it maps a collated batch to a
+:class:`fluid.model.HeadOutput`. ``Collator`` turns raw samples (``fluid.data`` sample dicts) into that batch
+by calling each encoder's own preprocessing, so it runs inside DataLoader workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+IMAGE_ONLY_HEADS = frozenset({"image-only"})
+TEXT_ONLY_HEADS = frozenset({"text-only"})
+
+
+def head_modalities(head_name: str) -> tuple[bool, bool]:
+    """(uses_image, uses_text) for a registered head name."""
+    return head_name not in TEXT_ONLY_HEADS, head_name not in IMAGE_ONLY_HEADS
+
+
+@dataclass
+class Collator:
+    """Collates ``fluid.data`` samples into encoder inputs.
+
+    Holds only the encoders' preprocessors (tokenizer / image processor, no weights), so it is cheap to send
+    to DataLoader workers. Output batch: ``{"text": dict|None, "image": dict|None, "label": LongTensor B,
+    "index": LongTensor B, "problems": list[list[str]]}``; a modality the head does not use is ``None``.
+    ``drop_modality`` ("image" or "text") removes one modality from every item (robustness evaluation).
+    """
+
+    text_preprocessor: Callable | None
+    image_preprocessor: Callable | None
+    drop_modality: str | None = None
+
+    @classmethod
+    def for_network(cls, network: "MultimodalNetwork", drop_modality: str | None = None) -> "Collator":
+        return cls(network.text_encoder.preprocessor if network.text_encoder is not None else None,
+                   network.image_encoder.preprocessor if network.image_encoder is not None else None,
+                   drop_modality)
+
+    def __call__(self, samples: list[dict]) -> dict:
+        texts = [None if self.drop_modality == "text" else s["text"] for s in samples]
+        images = [None if self.drop_modality == "image" else s["image"] for s in samples]
+        return {
+            "text": self.text_preprocessor(texts) if self.text_preprocessor is not None else None,
+            "image": self.image_preprocessor(images) if self.image_preprocessor is not None else None,
+            "label": torch.tensor([s["label"] for s in samples], dtype=torch.long),
+            "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
+            "problems": [s.get("problems", []) for s in samples],
+        }
+
+
+class MultimodalNetwork(nn.Module):
+    """Encoders + head.
+
+    Args:
+        head: a head from :func:`fluid.model.build_head` (has ``.name`` and ``.config.encoder_layers``).
+        text_encoder / image_encoder: ``fluid.encoders`` encoders; the one a unimodal head ignores may be None.
+        modality_dropout: during training, each sample loses its image with probability p/2 or else its text
+            with probability p/2 (never both), so the missing-modality path is trained.
+    """
+
+    def __init__(self, head: nn.Module, text_encoder: nn.Module | None, image_encoder: nn.Module | None,
+                 modality_dropout: float = 0.0):
+        super().__init__()
+        if not 0.0 <= modality_dropout <= 1.0:
+            raise ValueError(f"modality_dropout must be in [0, 1], got {modality_dropout}")
+        uses_image, uses_text = head_modalities(head.name)
+        self.head = head
+        self.text_encoder = text_encoder if uses_text else None
+        self.image_encoder = image_encoder if uses_image else None
+        self.modality_dropout = modality_dropout
+
+    @property
+    def encoder_layers(self) -> int:
+        return int(getattr(self.head.config, "encoder_layers", 1))
+
+    def encode(self, batch: dict) -> tuple:
+        """Runs the encoders. Returns (image_tokens, image_mask, text_tokens, text_mask); tokens are a tensor
+        B x L x D, or a tuple of per-layer tensors when the head reads several encoder layers."""
+        layers = self.encoder_layers
+        image_tokens = image_mask = text_tokens = text_mask = None
+        if self.image_encoder is not None and batch.get("image") is not None:
+            out = self.image_encoder(batch["image"], num_layers=layers)
+            image_tokens, image_mask = (out.layers if layers > 1 else out.tokens), out.mask
+        if self.text_encoder is not None and batch.get("text") is not None:
+            out = self.text_encoder(batch["text"], num_layers=layers)
+            text_tokens, text_mask = (out.layers if layers > 1 else out.tokens), out.mask
+        if self.training and self.modality_dropout > 0 and image_mask is not None and text_mask is not None:
+            image_mask, text_mask = self._drop_modalities(image_mask, text_mask)
+        return image_tokens, image_mask, text_tokens, text_mask
+
+    def _drop_modalities(self, image_mask: torch.Tensor, text_mask: torch.Tensor):
+        draw = torch.rand(image_mask.shape[0], device=image_mask.device)
+        has_both = image_mask.any(dim=1) & text_mask.any(dim=1)
+        drop_image = has_both & (draw < self.modality_dropout / 2)
+        drop_text = has_both & (draw >= self.modality_dropout / 2) & (draw < self.modality_dropout)
+        return image_mask & ~drop_image[:, None], text_mask & ~drop_text[:, None]
+
+    def forward(self, batch: dict):
+        image_tokens, image_mask, text_tokens, text_mask = self.encode(batch)
+        return self.head(image_tokens, text_tokens, image_mask=image_mask, text_mask=text_mask)

@@ -1,0 +1,97 @@
+"""Runs Lightning for one network: checkpoints, resume, time limit, early stopping, CSV log.
+
+Lightning is the engine (loop, checkpoints, mixed precision, DDP); this module only configures it.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
+from lightning.pytorch.loggers import CSVLogger
+
+from fluid.config import RunConfig
+from fluid.training.module import ClassificationModule
+from fluid.training.network import MultimodalNetwork
+
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+BEST_CHECKPOINT = "best.ckpt"
+
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int | None
+    epochs_run: int
+    best_score: float | None
+    stopped_by_time: bool
+
+
+def _monitor_mode(monitor: str) -> str:
+    return "min" if monitor.endswith("loss") else "max"
+
+
+def train_network(network: MultimodalNetwork, cfg: RunConfig, *, num_classes: int, run_dir: Path,
+                  train_loader, val_loader, devices="auto", resume: bool = False,
+                  time_limit: float | None = None, progress: bool = True) -> TrainResult:
+    """Trains ``network`` in place and leaves the best validation epoch's weights in it.
+
+    Checkpoints go to ``run_dir/checkpoints`` (``last.ckpt`` every epoch and on interruption, ``best.ckpt``
+    for the best ``cfg.monitor``); the per-epoch log to ``run_dir/log/metrics.csv``.
+    """
+    module = ClassificationModule(network, num_classes, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  warmup_steps=cfg.warmup_steps)
+    checkpoint_dir = run_dir / CHECKPOINT_DIR
+    mode = _monitor_mode(cfg.monitor)
+    best = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=cfg.monitor, mode=mode,
+                           save_top_k=1, save_last=True, save_on_exception=True, enable_version_counter=False,
+                           auto_insert_metric_name=False)
+    callbacks = [best]
+    if cfg.patience:
+        callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.patience))
+    timer = None
+    if time_limit is not None:
+        timer = Timer(duration=timedelta(seconds=float(time_limit)), interval="epoch", verbose=False)
+        callbacks.append(timer)
+    accelerator = "auto"
+    on_cpu = not torch.cuda.is_available()
+    trainer = pl.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator=accelerator,
+        devices=devices,
+        precision=cfg.precision,
+        callbacks=callbacks,
+        logger=CSVLogger(str(run_dir), name="log", version=""),
+        deterministic=True if on_cpu else "warn",
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=max(1, min(10, len(train_loader))),
+        default_root_dir=str(run_dir),
+    )
+    ckpt_path = str(checkpoint_dir / LAST_CHECKPOINT) if resume else None
+    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path,
+                weights_only=True if resume else None)
+
+    best_path = Path(best.best_model_path) if best.best_model_path else None
+    best_epoch = None
+    if best_path is not None and best_path.exists():
+        checkpoint = torch.load(best_path, map_location="cpu", weights_only=True)
+        module.load_state_dict(checkpoint["state_dict"])
+        best_epoch = int(checkpoint.get("epoch", 0)) + 1
+    network.cpu()
+    score = best.best_model_score
+    stopped_by_time = bool(timer is not None and trainer.current_epoch < cfg.epochs and trainer.should_stop)
+    return TrainResult(best_epoch=best_epoch, epochs_run=int(trainer.current_epoch),
+                       best_score=float(score) if score is not None else None, stopped_by_time=stopped_by_time)

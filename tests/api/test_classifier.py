@@ -1,0 +1,99 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from fluid import Classifier
+from fluid.api import FluidNotFittedError
+
+from .conftest import TINY
+
+
+def make(root, **extra):
+    return Classifier("fluid", label="category", text=["name", "description"], image="picture",
+                      image_root=str(root), **{**TINY, **extra})
+
+
+@pytest.fixture(scope="module")
+def fitted(product_frame, tmp_path_factory):
+    frame, root = product_frame
+    clf = make(root, path=str(tmp_path_factory.mktemp("run")))
+    assert clf.fit(frame, seed=0, progress=False) is clf
+    return clf
+
+
+def test_fit_writes_run_directory(fitted):
+    for name in ("config.yaml", "labels.json", "model.safetensors", "metrics.json", "split.csv"):
+        assert (fitted.run_dir / name).exists(), name
+    assert fitted.classes_ == ["cat-blue", "cat-green", "cat-red"]
+    assert set(fitted.metrics_["validation"]) >= {"accuracy", "macro_f1", "per_class"}
+
+
+def test_predict_is_aligned_with_a_shuffled_index(fitted, product_frame):
+    frame, _ = product_frame
+    shuffled = frame.sample(frac=1.0, random_state=1)
+    labels = fitted.predict(shuffled)
+    assert isinstance(labels, pd.Series) and list(labels.index) == list(shuffled.index)
+    assert set(labels) <= set(fitted.classes_)
+    proba = fitted.predict_proba(shuffled)
+    assert list(proba.columns) == fitted.classes_ and list(proba.index) == list(shuffled.index)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    assert (proba.idxmax(axis=1) == labels).all()
+
+
+def test_evaluate_keys_and_embed_shape(fitted, product_frame):
+    frame, _ = product_frame
+    metrics = fitted.evaluate(frame)
+    for key in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "top5_accuracy",
+                "n_items", "n_skipped", "per_class", "per_language"):
+        assert key in metrics
+    assert metrics["n_items"] == len(frame)
+    assert 0 <= metrics["gate_mean"] <= 1
+    embedding = fitted.embed(frame)
+    assert embedding.shape[0] == len(frame) and embedding.ndim == 2 and np.isfinite(embedding).all()
+    dropped = fitted.evaluate(frame, drop_modality="image")
+    assert dropped["drop_modality"] == "image" and dropped["n_items"] == len(frame)
+
+
+def test_predict_accepts_dicts_and_missing_modalities(fitted):
+    single = fitted.predict({"name": "red shirt", "description": "", "picture": None})
+    assert len(single) == 1 and single.iloc[0] in fitted.classes_
+    several = fitted.predict([{"name": "blue", "picture": None}, {"name": None, "picture": None}])
+    assert several.iloc[0] in fitted.classes_ and several.iloc[1] is None  # neither modality: reported, no crash
+    top = fitted.predict_top_k([{"name": "green", "picture": None}], k=2)[0]
+    assert len(top["labels"]) == 2 and top["missing"] == ["image"] and len(top["gate"]) == 4
+
+
+def test_save_load_gives_identical_probabilities(fitted, product_frame, tmp_path):
+    frame, _ = product_frame
+    before = fitted.predict_proba(frame)
+    fitted.save(tmp_path / "saved")
+    loaded = Classifier.load(tmp_path / "saved")
+    pd.testing.assert_frame_equal(before, loaded.predict_proba(frame), check_exact=True)
+    again = Classifier.from_pretrained(tmp_path / "saved")
+    pd.testing.assert_frame_equal(before, again.predict_proba(frame), check_exact=True)
+
+
+def test_sklearn_conventions(product_frame):
+    _, root = product_frame
+    clf = make(root)
+    assert clf.get_params()["label"] == "category"
+    copy = clone(clf)
+    assert copy.get_params() == clf.get_params() and copy is not clf
+    clf.set_params(epochs=3)
+    assert clf.config.epochs == 3
+    with pytest.raises(FluidNotFittedError, match="not fitted"):
+        clf.predict({"name": "x"})
+
+
+def test_bad_inputs_give_documented_errors(fitted, product_frame):
+    frame, root = product_frame
+    with pytest.raises(TypeError, match="data must be"):
+        fitted.predict(42)
+    with pytest.raises(ValueError, match="empty DataFrame"):
+        make(root).fit(frame.iloc[:0])
+    with pytest.raises(Exception, match="category") as info:
+        make(root).fit(frame.drop(columns=["category"]))
+    assert "picture" in str(info.value)  # the error lists the columns that do exist
+    with pytest.raises(TypeError, match="unknown options \\['epochz'\\]"):
+        Classifier(epochz=3)

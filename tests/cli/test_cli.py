@@ -1,0 +1,127 @@
+"""The CLI end to end: a CSV catalogue with a missing image and a bad row → train → evaluate → predict → report;
+and the API on the same CSV and seed gives the same metrics."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+from fluid import Classifier
+from fluid.cli import app
+
+COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}
+TINY_CONFIG = {
+    "text_encoder": "tiny", "image_encoder": "tiny", "epochs": 2, "batch_size": 16, "lr": 0.002,
+    "head": {"hidden_dim": 32, "num_queries": 4, "num_experts": 4, "num_heads": 2},
+    "encoder_overrides": {
+        "text": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
+        "image": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+                  "image_size": 32, "patch_size": 8},
+    },
+}
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory):
+    """A latin-1 CSV with Windows-style image paths, one missing image file and one row with no text and no
+    image (a bad row), plus the YAML config of a tiny model."""
+    root = tmp_path_factory.mktemp("catalogue")
+    (root / "imgs").mkdir()
+    rows = []
+    for i in range(48):
+        colour = list(COLOURS)[i % 3]
+        Image.new("RGB", (32, 32), COLOURS[colour]).save(root / "imgs" / f"{i}.png")
+        rows.append({"id": f"p{i}", "title": f"{colour} café shirt {i}", "img": f"imgs\\{i}.png",
+                     "cat": f"cat-{colour}"})
+    rows.append({"id": "missing-image", "title": "red café shirt", "img": "imgs\\does-not-exist.png",
+                 "cat": "cat-red"})
+    rows.append({"id": "bad-row", "title": "", "img": "", "cat": "cat-blue"})
+    pd.DataFrame(rows).to_csv(root / "products.csv", index=False, encoding="latin-1")
+    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
+    return root
+
+
+def _train_args(catalogue, out, model="fluid"):
+    return ["train", "--data", str(catalogue / "products.csv"), "--model", model, "--out", str(out),
+            "--config", str(catalogue / "tiny.yaml"), "--text-col", "title", "--image-col", "img",
+            "--label-col", "cat", "--id-col", "id", "--seed", "0"]
+
+
+@pytest.fixture(scope="module")
+def trained(catalogue, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "fluid"
+    result = runner.invoke(app, _train_args(catalogue, out))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_writes_the_run_directory_and_reports_bad_rows(trained):
+    for name in ("config.yaml", "labels.json", "model.safetensors", "metrics.json", "report.md",
+                 "log/metrics.csv", "checkpoints/last.ckpt", "bad_rows.json"):
+        assert (trained / name).exists(), name
+    bad = json.loads((trained / "bad_rows.json").read_text())["train"]
+    text = json.dumps(bad)
+    assert "does-not-exist" in text or "image" in text  # the missing image is counted
+    assert bad["kept_rows"] == 49  # the row with neither text nor image is dropped and counted
+
+
+def test_evaluate_and_predict(trained, catalogue, tmp_path):
+    json_path = tmp_path / "metrics.json"
+    result = runner.invoke(app, ["evaluate", str(trained), "--data", str(catalogue / "products.csv"),
+                                 "--json", str(json_path)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(json_path.read_text())
+    assert metrics["n_items"] == 49 and metrics["n_skipped"] == 1
+    assert (trained / "eval" / "test.json").exists()
+    result = runner.invoke(app, ["predict", str(trained), "--image", str(catalogue / "imgs" / "0.png"),
+                                 "--text", "red shirt", "--top-k", "2"])
+    assert result.exit_code == 0, result.output
+    prediction = json.loads(result.output)
+    assert len(prediction["labels"]) == 2 and prediction["missing"] == []
+    assert len(prediction["gate"]) == 4 and all(0 <= g <= 1 for g in prediction["gate"])
+    result = runner.invoke(app, ["predict", str(trained), "--text", "blue shirt"])
+    assert json.loads(result.output)["missing"] == ["image"]
+
+
+def test_cli_and_api_give_the_same_metrics(trained, catalogue):
+    classifier = Classifier(label="cat", text="title", image="img", id="id", **TINY_CONFIG)
+    classifier.fit(str(catalogue / "products.csv"), seed=0, progress=False)
+    cli_metrics = json.loads((trained / "metrics.json").read_text())["validation"]
+    api_metrics = classifier.metrics_["validation"]
+    for key in ("accuracy", "macro_f1", "n_items"):
+        assert api_metrics[key] == cli_metrics[key]
+    np.testing.assert_allclose(
+        Classifier.load(trained).predict_proba(str(catalogue / "products.csv")).to_numpy(),
+        classifier.predict_proba(str(catalogue / "products.csv")).to_numpy(), rtol=0, atol=0)
+
+
+def test_errors_are_clear(catalogue, tmp_path):
+    args = _train_args(catalogue, tmp_path / "x")
+    args[args.index("--label-col") + 1] = "nope"
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "nope" in result.output and "columns present" in result.output
+    result = runner.invoke(app, ["evaluate", str(tmp_path), "--data", str(catalogue / "products.csv")])
+    assert result.exit_code == 2 and "not a FLUID run directory" in result.output
+
+
+@pytest.mark.slow
+def test_demo_quick_end_to_end(tmp_path):
+    """`fluid demo --quick` as a user runs it: a real process, no downloads."""
+    out = tmp_path / "demo"
+    completed = subprocess.run([sys.executable, "-m", "fluid", "demo", "--quick", "--out", str(out)],
+                               capture_output=True, text=True, timeout=900, env={**__import__("os").environ,
+                                                                                 "HF_HUB_OFFLINE": "1"})
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"fluid", "image-only", "text-only"}
+    for system in results:
+        assert (out / system / "report.md").exists() and (out / system / "model.safetensors").exists()
+        assert 0.0 <= results[system]["accuracy"] <= 1.0
+    assert results["fluid"]["accuracy"] > max(results["image-only"]["accuracy"], results["text-only"]["accuracy"])

@@ -1,0 +1,319 @@
+"""Every registered head: shapes, padding invariance, missing modalities, one optimisation, round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from fluid.model import HeadOutput, available_heads, build_head
+
+IMAGE_DIM, TEXT_DIM, C = 24, 40, 3
+HEADS = available_heads()
+FLUID_FAMILY = [n for n in HEADS if n.startswith("fluid")]
+
+
+def tiny(name: str, **extra) -> dict:
+    """Small dims for fast tests (d=32, l=4, 4 experts), no dropout."""
+    over = dict(hidden_dim=32, num_heads=4, dropout=0.0, ffn_dim=64, modality_dropout=0.0)
+    if name.startswith("fluid"):
+        over.update(num_queries=4, num_experts=4, top_k=2, expert_hidden_dim=32, gate_hidden_dim=16)
+    elif name in ("blip2", "image-only", "text-only"):
+        over.update(num_queries=4)
+    elif name == "molt":
+        over.update(encoder_layers=2, fusion_hidden_dim=32)
+    over.update(extra)
+    return over
+
+
+def make(name: str, seed: int = 0, **extra):
+    torch.manual_seed(seed)
+    return build_head(name, C, IMAGE_DIM, TEXT_DIM, **tiny(name, **extra))
+
+
+def batch(b: int = 4, li: int = 5, lt: int = 7, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    image = torch.randn(b, li, IMAGE_DIM, generator=g)
+    text = torch.randn(b, lt, TEXT_DIM, generator=g)
+    image_mask = torch.ones(b, li, dtype=torch.bool)
+    image_mask[1, 3:] = False
+    text_mask = torch.ones(b, lt, dtype=torch.bool)
+    text_mask[0, 4:] = False
+    text_mask[2, 1:] = False
+    return image, text, image_mask, text_mask
+
+
+def inputs_for(head, image, text):
+    """MoLT reads several layers: give it a per-layer list (the others take the tensor)."""
+    if head.name == "molt" and image is not None and text is not None:
+        k = head.config.encoder_layers
+        return [image * (1 + 0.1 * j) for j in range(k)], [text * (1 - 0.1 * j) for j in range(k)]
+    return image, text
+
+
+def finite(out: HeadOutput) -> bool:
+    ok = bool(torch.isfinite(out.logits).all()) and bool(torch.isfinite(out.embedding).all())
+    return ok and all(bool(torch.isfinite(v).all()) for v in out.aux_losses.values())
+
+
+@pytest.mark.parametrize("name", HEADS)
+def test_shapes_and_output_fields(name):
+    head = make(name)
+    image, text, im, tm = batch()
+    out = head(*inputs_for(head, image, text), im, tm)
+    assert isinstance(out, HeadOutput)
+    assert out.logits.shape == (4, C)
+    assert out.embedding.dim() == 2 and out.embedding.shape[0] == 4
+    assert out.embedding.shape[1] == head.embedding_dim
+    for key, value in out.aux_losses.items():
+        assert value.dim() == 0, key
+    assert head.name == name and head.config.encoder_layers == (2 if name == "molt" else 1)
+    if name.startswith("fluid"):
+        assert out.gate.shape == (4, 1 if name == "fluid-no-qtransform" else 4)
+        gate = out.gate.detach()
+        assert float(gate.min()) >= 0.0 and float(gate.max()) <= 1.0
+        if name == "fluid-no-moe":
+            assert out.expert_load is None
+        else:
+            assert out.expert_load.shape == (4,)
+            assert torch.isclose(out.expert_load.sum(), torch.tensor(1.0))
+            assert set(out.aux_losses) >= {"moe_balance"}
+        assert ("contrastive" in out.aux_losses) == (name != "fluid-no-contrastive")
+    else:
+        assert out.gate is None and out.expert_load is None
+    assert finite(out)
+
+
+@pytest.mark.parametrize("name", HEADS)
+def test_padding_values_do_not_leak(name):
+    head = make(name).eval()
+    image, text, im, tm = batch()
+    with torch.no_grad():
+        ref = head(*inputs_for(head, image, text), im, tm)
+        image2 = torch.where(im.unsqueeze(-1), image, torch.randn_like(image) * 100)
+        text2 = torch.where(tm.unsqueeze(-1), text, torch.randn_like(text) * 100)
+        out = head(*inputs_for(head, image2, text2), im, tm)
+    torch.testing.assert_close(out.logits, ref.logits)
+    torch.testing.assert_close(out.embedding, ref.embedding)
+    for key in ref.aux_losses:
+        torch.testing.assert_close(out.aux_losses[key], ref.aux_losses[key])
+
+
+@pytest.mark.parametrize("name", HEADS)
+def test_padding_length_does_not_matter(name):
+    """A padded row gives the same logits as the same sample alone, unpadded (masks really reach attention)."""
+    head = make(name).eval()
+    image, text, im, tm = batch()
+    with torch.no_grad():
+        ref = head(*inputs_for(head, image, text), im, tm)
+        for i in range(image.shape[0]):
+            li, lt = int(im[i].sum()), int(tm[i].sum())
+            out = head(*inputs_for(head, image[i : i + 1, :li], text[i : i + 1, :lt]))
+            torch.testing.assert_close(out.logits, ref.logits[i : i + 1], atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", HEADS)
+@pytest.mark.parametrize("case", ["image-none", "text-none", "image-all-false", "text-all-false", "mixed"])
+def test_missing_modality_is_finite(name, case):
+    head = make(name)
+    image, text, im, tm = batch()
+    if case == "image-none":
+        image, im = None, None
+    elif case == "text-none":
+        text, tm = None, None
+    elif case == "image-all-false":
+        im = torch.zeros_like(im)
+    elif case == "text-all-false":
+        tm = torch.zeros_like(tm)
+    else:
+        im[0] = False
+        tm[1] = False
+    out = head(*inputs_for(head, image, text), im, tm)
+    assert out.logits.shape == (4, C)
+    assert finite(out)
+    losses = head.loss(out, torch.tensor([0, 1, 2, 0]))
+    losses["loss"].backward()
+    assert all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in head.parameters())
+    if "contrastive" in out.aux_losses and case != "mixed":
+        assert out.aux_losses["contrastive"].item() == 0.0  # no complete pair left
+
+
+def test_both_modalities_absent_is_an_error():
+    head = make("fluid")
+    with pytest.raises(ValueError, match="at least one"):
+        head(None, None)
+
+
+@pytest.mark.parametrize("name", HEADS)
+def test_a_few_adamw_steps_reduce_the_loss(name):
+    head = make(name)
+    image, text, im, tm = batch(b=8, seed=3)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    args = (*inputs_for(head, image, text), im, tm)
+    opt = torch.optim.AdamW(head.parameters(), lr=3e-3, weight_decay=0.01)
+    head.train()
+    with torch.no_grad():
+        before = float(head.loss(head(*args), labels)["loss"])
+    for _ in range(5):
+        opt.zero_grad()
+        head.loss(head(*args), labels)["loss"].backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(head.loss(head(*args), labels)["loss"])
+    assert after < before, (before, after)
+
+
+@pytest.mark.parametrize("name", HEADS)
+def test_config_round_trip_rebuilds_the_same_head(name):
+    head = make(name).eval()
+    config = dataclasses.asdict(head.config)
+    for key, value in config.items():
+        assert value is None or isinstance(value, (int, float, bool, str)), key
+    torch.manual_seed(123)
+    rebuilt = build_head(head.name, head.num_classes, head.image_dim, head.text_dim, **config).eval()
+    assert rebuilt.config == head.config
+    rebuilt.load_state_dict(head.state_dict(), strict=True)
+    image, text, im, tm = batch()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            rebuilt(*inputs_for(head, image, text), im, tm).logits, head(*inputs_for(head, image, text), im, tm).logits
+        )
+
+
+@pytest.mark.parametrize("name,ignored", [("image-only", "text"), ("text-only", "image")])
+def test_unimodal_heads_ignore_the_other_modality(name, ignored):
+    head = make(name).eval()
+    image, text, im, tm = batch()
+    with torch.no_grad():
+        ref = head(image, text, im, tm).logits
+        if ignored == "text":
+            other = head(image, None, im, None).logits
+            other2 = head(image, torch.randn_like(text), im, None).logits
+        else:
+            other = head(None, text, None, tm).logits
+            other2 = head(torch.randn_like(image), text, None, tm).logits
+    torch.testing.assert_close(other, ref)
+    torch.testing.assert_close(other2, ref)
+
+
+def test_fluid_no_qtransform_pooling_options_differ():
+    image, text, im, tm = batch()
+    cls = make("fluid-no-qtransform", no_qtransform_pooling="cls").eval()
+    mean = make("fluid-no-qtransform", no_qtransform_pooling="mean").eval()
+    mean.load_state_dict(cls.state_dict())
+    with torch.no_grad():
+        a, b = cls(image, text, im, tm).logits, mean(image, text, im, tm).logits
+        # CLS reads the first token only: changing the others does not move it.
+        text2 = text.clone()
+        text2[:, 1:] += 1.0
+        c = cls(image, text2, im, tm).logits
+    assert not torch.allclose(a, b)
+    torch.testing.assert_close(a, c)
+
+
+def test_fluid_no_gating_is_the_plain_average():
+    head = make("fluid-no-gating").eval()
+    out = head(*batch()[:2])
+    assert torch.all(out.gate == 0.5)
+    assert head.gating is None
+
+
+def test_fluid_per_token_routing_and_dense_dispatch():
+    image, text, im, tm = batch()
+    per_token = make("fluid", moe_input="per-token").eval()
+    out = per_token(image, text, im, tm)
+    assert out.logits.shape == (4, C) and torch.isclose(out.expert_load.sum(), torch.tensor(1.0))
+    dense = make("fluid", moe_input="per-token", moe_dispatch="dense").eval()
+    dense.load_state_dict(per_token.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(dense(image, text, im, tm).logits, per_token(image, text, im, tm).logits)
+
+
+def test_fluid_router_z_loss_is_optional():
+    image, text, im, tm = batch()
+    assert "router_z" not in make("fluid")(image, text, im, tm).aux_losses
+    out = make("fluid", router_z_loss_weight=0.01)(image, text, im, tm)
+    assert out.aux_losses["router_z"].item() > 0
+
+
+def test_fluid_aux_losses_are_weighted_once():
+    image, text, im, tm = batch()
+    a = make("fluid", moe_weight=1.0, contrastive_weight=1.0).eval()
+    b = make("fluid", moe_weight=0.25, contrastive_weight=0.5).eval()
+    b.load_state_dict(a.state_dict())
+    with torch.no_grad():
+        oa, ob = a(image, text, im, tm), b(image, text, im, tm)
+    torch.testing.assert_close(ob.aux_losses["moe_balance"], 0.25 * oa.aux_losses["moe_balance"])
+    torch.testing.assert_close(ob.aux_losses["contrastive"], 0.5 * oa.aux_losses["contrastive"])
+
+
+def test_loss_total_combines_ce_and_aux():
+    head = make("fluid").eval()
+    out = head(*batch()[:2])
+    labels = torch.tensor([0, 1, -1, 2])
+    parts = head.loss(out, labels)
+    ce = torch.nn.functional.cross_entropy(out.logits[[0, 1, 3]], labels[[0, 1, 3]])
+    torch.testing.assert_close(parts["ce"], ce)
+    expected = head.config.ce_weight * ce + out.aux_losses["contrastive"] + out.aux_losses["moe_balance"]
+    torch.testing.assert_close(parts["loss"], expected)
+    assert torch.isfinite(head.loss(out, torch.full((4,), -1))["loss"])
+
+
+def test_molt_layer_inputs():
+    head = make("molt").eval()  # encoder_layers = 2
+    image, text, im, tm = batch()
+    layers_i = [image + j for j in range(3)]
+    layers_t = [text - j for j in range(3)]
+    with torch.no_grad():
+        single = head(image, text, im, tm).logits
+        repeated = head([image, image], [text, text], im, tm).logits
+        last_two = head(layers_i[1:], layers_t[1:], im, tm).logits
+        three = head(layers_i, layers_t, im, tm).logits
+        one_item = head([image], [text], im, tm).logits
+    torch.testing.assert_close(single, repeated)
+    torch.testing.assert_close(single, one_item)
+    torch.testing.assert_close(three, last_two)
+    with pytest.raises(ValueError, match="encoder_layers=3"):
+        make("molt", encoder_layers=3)(layers_i[:2], layers_t[:2], im, tm)
+
+
+def test_molt_cca_skips_samples_missing_a_side():
+    head = make("molt").eval()
+    image, text, im, tm = batch()
+    im[0] = False
+    tm[1] = False
+    tm[2] = False
+    with torch.no_grad():
+        out = head(image, text, im, tm)  # only sample 3 complete -> no CCA
+        assert float(out.aux_losses["cca"]) == 0.0
+        im[0] = True
+        out = head(image, text, im, tm)  # samples 0 and 3 complete
+        assert float(out.aux_losses["cca"]) > 0.0
+
+
+@pytest.mark.parametrize("name", ["fluid", "molt", "early-fusion"])
+def test_modality_dropout_only_in_training(name):
+    head = make(name, modality_dropout=1.0)
+    image, text, im, tm = batch()
+    head.eval()
+    with torch.no_grad():
+        a = head(image, text, im, tm).logits
+        b = head(image, text, im, tm).logits
+    torch.testing.assert_close(a, b)
+    head.train()
+    out = head(image, text, im, tm)
+    assert finite(out)
+    if "contrastive" in out.aux_losses:  # every sample lost one side
+        assert out.aux_losses["contrastive"].item() == 0.0
+
+
+@pytest.mark.parametrize("name", HEADS)
+def test_every_parameter_gets_a_gradient(name):
+    """No unused parameters on a full batch (DistributedDataParallel needs this without find_unused_parameters)."""
+    head = make(name)
+    image, text, im, tm = batch()
+    out = head(*inputs_for(head, image, text), im, tm)
+    head.loss(out, torch.tensor([0, 1, 2, 0]))["loss"].backward()
+    unused = [n for n, p in head.named_parameters() if p.grad is None]
+    assert not unused, unused

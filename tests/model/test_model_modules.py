@@ -1,0 +1,142 @@
+"""The building blocks on their own: Q-Transform, MoE routing, gating, missing-modality token, MFB."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fluid.model.attention import MultiHeadAttention
+from fluid.model.bottleneck import QBottleneck
+from fluid.model.gating import GatedFusion
+from fluid.model.mfb import MFBPooling
+from fluid.model.missing import MissingModalityToken, drop_modalities, first_valid_token, masked_mean
+from fluid.model.moe import MixtureOfExperts
+from fluid.model.qtransform import QTransform
+
+
+def test_qtransform_queries_are_random_not_zero():
+    torch.manual_seed(0)
+    qt = QTransform(input_dim=768, hidden_dim=768, num_queries=32)
+    assert qt.queries.shape == (32, 768)
+    assert bool((qt.queries != 0).all())
+    assert qt.queries.std().item() == pytest.approx(0.02, rel=0.05)
+    with pytest.raises(ValueError):
+        QTransform(8, 8, 2, num_heads=2, query_init_std=0.0)
+
+
+def test_qtransform_shapes_and_mask():
+    torch.manual_seed(0)
+    qt = QTransform(input_dim=12, hidden_dim=16, num_queries=3, num_heads=4, num_layers=2).eval()
+    x = torch.randn(2, 5, 12)
+    mask = torch.tensor([[True, True, True, False, False], [True] * 5])
+    out = qt(x, mask)
+    assert out.shape == (2, 3, 16)
+    torch.testing.assert_close(qt(x[:1, :3])[0], out[0])
+    bn = QBottleneck(16, num_queries=2, num_heads=4)
+    assert bn(out).shape == (2, 2, 16)
+
+
+def test_attention_matches_manual_softmax():
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(8, num_heads=1).eval()
+    q, kv = torch.randn(1, 2, 8), torch.randn(1, 4, 8)
+    mask = torch.tensor([[True, True, False, True]])
+    Q, K, V = attn.q_proj(q), attn.k_proj(kv), attn.v_proj(kv)
+    scores = Q @ K.transpose(1, 2) / 8**0.5
+    scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
+    expected = attn.out_proj(scores.softmax(-1) @ V)
+    torch.testing.assert_close(attn(q, kv, mask), expected)
+
+
+def test_moe_routes_each_vector_to_exactly_k_experts():
+    torch.manual_seed(0)
+    moe = MixtureOfExperts(in_dim=8, hidden_dim=16, out_dim=3, num_experts=6, top_k=2)
+    calls = []
+    for e, expert in enumerate(moe.experts):
+        expert.register_forward_hook(lambda m, inp, out, e=e: calls.append((e, inp[0].shape[0])))
+    x = torch.randn(10, 8)
+    out = moe(x)
+    assert out.output.shape == (10, 3)
+    assert out.indices.shape == (10, 2)
+    assert all(len(set(row.tolist())) == 2 for row in out.indices)
+    assert sum(n for _, n in calls) == 10 * 2  # k expert evaluations per vector, no more
+    torch.testing.assert_close(out.weights.sum(-1), torch.ones(10))
+    assert float(out.load.sum()) == pytest.approx(1.0)
+    # the output is the gate-weighted sum of the chosen experts
+    i = 3
+    manual = sum(out.weights[i, s] * moe.experts[int(out.indices[i, s])](x[i : i + 1])[0] for s in range(2))
+    torch.testing.assert_close(out.output[i], manual)
+
+
+def test_moe_sparse_equals_dense_and_top1_keeps_router_gradient():
+    torch.manual_seed(0)
+    sparse = MixtureOfExperts(8, 16, 3, num_experts=4, top_k=2)
+    dense = MixtureOfExperts(8, 16, 3, num_experts=4, top_k=2, dispatch="dense")
+    dense.load_state_dict(sparse.state_dict())
+    x = torch.randn(7, 8)
+    torch.testing.assert_close(sparse(x).output, dense(x).output)
+    top1 = MixtureOfExperts(8, 16, 3, num_experts=4, top_k=1)
+    out = top1(x)
+    torch.testing.assert_close(out.weights[:, 0], out.router_logits.softmax(-1).max(-1).values)
+    out.output.sum().backward()
+    assert top1.router.proj.weight.grad.abs().sum() > 0
+
+
+def test_gated_fusion_formula_and_range():
+    torch.manual_seed(0)
+    gate = GatedFusion(dim=6, hidden_dim=5)
+    i, t = torch.randn(3, 4, 6) * 10, torch.randn(3, 4, 6) * 10
+    fused, a = gate(i, t)
+    assert a.shape == (3, 4)
+    assert bool(((a >= 0) & (a <= 1)).all())
+    torch.testing.assert_close(fused, a[..., None] * i + (1 - a[..., None]) * t)
+    assert sum(isinstance(m, torch.nn.ReLU) for m in gate.modules()) == 1
+    assert sum(isinstance(m, torch.nn.Linear) for m in gate.modules()) == 2
+
+
+def test_missing_token_substitution():
+    torch.manual_seed(0)
+    miss = MissingModalityToken(4, init_std=0.02)
+    assert bool((miss.token != 0).all()) and miss.token.abs().max().item() < 0.2
+    x = torch.randn(3, 5, 4)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False], [False] * 5])
+    tokens, m, present = miss(x, mask, 3)
+    assert present.tolist() == [True, True, False]
+    assert m.tolist()[2] == [True, False, False, False, False]
+    torch.testing.assert_close(tokens[2, 0], miss.token)
+    assert tokens[1, 2:].abs().sum().item() == 0.0  # padding zeroed
+    torch.testing.assert_close(tokens[0], x[0])
+    t_none, m_none, p_none = miss(None, None, 2)
+    assert t_none.shape == (2, 1, 4) and m_none.all() and not p_none.any()
+    t0, m0, p0 = miss(torch.zeros(2, 0, 4), None, 2)
+    assert t0.shape == (2, 1, 4) and m0.all() and not p0.any()
+    with pytest.raises(ValueError):
+        miss(torch.randn(2, 3, 5), None, 2)
+
+
+def test_pooling_helpers():
+    x = torch.arange(12.0).view(1, 4, 3).repeat(2, 1, 1)
+    mask = torch.tensor([[True, True, False, False], [False, True, True, False]])
+    torch.testing.assert_close(masked_mean(x, mask)[0], x[0, :2].mean(0))
+    torch.testing.assert_close(first_valid_token(x, mask)[1], x[1, 1])
+
+
+def test_modality_dropout_never_drops_both():
+    torch.manual_seed(0)
+    im = torch.ones(200, 3, dtype=torch.bool)
+    tm = torch.ones(200, 4, dtype=torch.bool)
+    im[:10] = False  # already missing: not a candidate, text kept
+    new_im, new_tm = drop_modalities(im, tm, 1.0)
+    assert bool((new_im.any(1) | new_tm.any(1)).all())
+    assert bool(new_tm[:10].all())
+    dropped_image = (~new_im.any(1))[10:].float().mean()
+    assert 0.3 < float(dropped_image) < 0.7
+    assert drop_modalities(im, None, 1.0)[0] is im
+
+
+def test_mfb_output_is_unit_norm():
+    torch.manual_seed(0)
+    mfb = MFBPooling(6, 5, out_dim=8, factor=4)
+    z = mfb(torch.randn(3, 6), torch.randn(3, 5))
+    assert z.shape == (3, 8)
+    torch.testing.assert_close(z.norm(dim=-1), torch.ones(3))

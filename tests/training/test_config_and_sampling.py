@@ -1,0 +1,35 @@
+import pytest
+
+from fluid.config import RunConfig, demo_config
+from fluid.training.sampling import EpochShuffleSampler
+
+
+def test_paper_defaults():
+    cfg = RunConfig()
+    assert (cfg.lr, cfg.weight_decay, cfg.epochs, cfg.batch_size) == (2e-5, 0.01, 15, 128)
+    assert cfg.text_encoder == "bert-base-multilingual-cased"
+    assert cfg.image_encoder == "google/vit-base-patch16-224"
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = demo_config(seed=3, head={"hidden_dim": 64, "num_experts": 4})
+    cfg.columns.text = ["name", "description"]
+    cfg.save(tmp_path / "config.yaml")
+    assert RunConfig.load(tmp_path / "config.yaml") == cfg
+
+
+def test_unknown_keys_and_bad_policy_are_named(tmp_path):
+    with pytest.raises(ValueError, match="unknown config keys \\['epochz'\\]"):
+        RunConfig.from_dict({"epochz": 3})
+    with pytest.raises(ValueError, match="on_bad_row must be one of"):
+        RunConfig(on_bad_row="ignore")
+
+
+def test_epoch_shuffle_depends_only_on_seed_and_epoch():
+    a, b = EpochShuffleSampler(50, seed=1), EpochShuffleSampler(50, seed=1)
+    a.set_epoch(3)
+    b.set_epoch(3)
+    assert list(a) == list(b)
+    first = list(a)
+    a.set_epoch(4)
+    assert list(a) != first and sorted(a) == list(range(50))
