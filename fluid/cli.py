@@ -73,8 +73,8 @@ def synth(out: Path = typer.Option(..., help="Folder to write the catalogue into
 # --------------------------------------------------------------------------------------------------- demo
 @app.command()
 def demo(out: Path = typer.Option(Path("fluid-demo"), help="Output folder: DIR/<system>/ runs, results.json."),
-         items: Optional[int] = typer.Option(None, help="Catalogue size (default 3000; 1200 with --quick)."),
-         epochs: Optional[int] = typer.Option(None, help="Epochs per system (default from the demo config)."),
+         items: Optional[int] = typer.Option(None, help="Catalogue size (default 2000; 1200 with --quick)."),
+         epochs: Optional[int] = typer.Option(None, help="Epochs per system (default 10; 5 with --quick)."),
          quick: bool = typer.Option(False, "--quick", help="A smaller, faster run (for CI)."),
          seed: int = typer.Option(0)):
     """The main job: synthetic catalogue → train FLUID, image-only, text-only → test-set table and report."""
@@ -83,24 +83,21 @@ def demo(out: Path = typer.Option(Path("fluid-demo"), help="Output folder: DIR/<
     from fluid.data.synthetic import write_synthetic
     from fluid.training.report import metrics_table, write_report
 
-    items = items or (1200 if quick else 3000)
-    config = demo_config(seed=seed)
-    if epochs is not None:
-        config.epochs = epochs
-    elif quick:
-        config.epochs = max(2, config.epochs // 2)
+    items = items or (1200 if quick else 2000)
     out.mkdir(parents=True, exist_ok=True)
     console.rule("[bold]FLUID demo")
-    data = write_synthetic(out / "data", items=items, seed=seed)
+    data = write_synthetic(out / "data", items=items, seed=seed, overwrite=True)
     console.print(f"synthetic catalogue: {items} items in {data}")
     results, timings = {}, {}
     for system in DEMO_SYSTEMS:
         console.rule(f"training [bold]{system}[/]")
+        config = demo_config(system, seed=seed)
+        if epochs is not None or quick:
+            config.epochs = epochs or 5
         params = config.to_dict()
         columns = params.pop("columns")
-        params.pop("model")
-        classifier = Classifier(system, path=str(out / system), **params, **{k: v for k, v in columns.items()
-                                                                            if k in ("label", "image")})
+        classifier = Classifier(path=str(out / system), **params,
+                                **{k: v for k, v in columns.items() if k in ("label", "image")})
         started = time.perf_counter()
         classifier.fit(data, progress=not os.environ.get("CI"))
         timings[system] = time.perf_counter() - started

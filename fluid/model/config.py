@@ -98,11 +98,23 @@ class FluidConfig(HeadConfig):
         init_temperature*: initial contrastive temperature T (CLIP: 0.07); stored as log(1/T).
         max_logit_scale*: clamp on 1/T (CLIP: 100).
         learnable_temperature*: whether log(1/T) is trained.
+        contrastive_trains_encoders*: False (default) = L_contrast trains the Q-Transforms and the temperature
+            but sends no gradient into trainable encoders (its Q-Transform pass then reads detached tokens).
+            With frozen encoders — the paper's setting — both values give the same model. Measured on the
+            synthetic catalogue with encoders trained from scratch: at init the weighted contrastive
+            gradient into the encoders is ~16x the weighted CE's, and with True FLUID stays near the
+            majority class (docs/model.md, "Deviations").
         num_experts, top_k: MoE size and experts per routed vector.
         expert_hidden_dim*: hidden width of each expert MLP (and of the ``use_moe=False`` MLP); None =
             hidden_dim.
         moe_input*: how F' (num_bottleneck_queries x d) reaches the MoE: "flatten" to one vector and route
             it, or "per-token": route each token, average the experts' logits.
+        balance_loss_trains_input*: False (default) = the load-balancing loss trains the router only: it is
+            computed on router logits of a detached input, so it cannot reshape the representation that the
+            classifier reads. True = Switch-Transformer behaviour (its gradient also reaches F', the
+            Q-Bottleneck, the Q-Transforms and any trainable encoder). Measured on the synthetic catalogue
+            with encoders trained from scratch: with True, the balance loss's gradient into the encoders
+            exceeds the weighted CE's and FLUID barely learns.
         moe_dispatch*: "sparse" runs each expert only on its routed vectors; "dense" runs every expert on
             every vector and masks (same numbers; simpler graph, e.g. for ONNX).
         router_z_loss_weight*: weight of the optional router z-loss (ST-MoE); 0 = off.
@@ -118,6 +130,7 @@ class FluidConfig(HeadConfig):
     query_init_std: float = 0.02
     gate_hidden_dim: int | None = None
     contrastive_pooling: str = "mean"
+    contrastive_trains_encoders: bool = False
     init_temperature: float = 0.07
     max_logit_scale: float = 100.0
     learnable_temperature: bool = True
@@ -126,6 +139,7 @@ class FluidConfig(HeadConfig):
     expert_hidden_dim: int | None = None
     moe_input: str = "flatten"
     moe_dispatch: str = "sparse"
+    balance_loss_trains_input: bool = False
     router_z_loss_weight: float = 0.0
     ce_weight: float = 1.0 / 3.0
     contrastive_weight: float = 1.0 / 3.0

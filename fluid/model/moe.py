@@ -126,6 +126,9 @@ class MoEOutput:
         weights (Tensor): N x k.
         indices (Tensor): N x k.
         load (Tensor): E, fraction of assignments per expert (sums to 1, detached).
+        balance_logits (Tensor): N x E router logits for the load-balancing loss: the same values as
+            ``router_logits``, computed from a detached input unless ``balance_trains_input`` (so the loss
+            trains the router only).
     """
 
     output: Tensor
@@ -133,6 +136,7 @@ class MoEOutput:
     weights: Tensor
     indices: Tensor
     load: Tensor
+    balance_logits: Tensor
 
 
 class MixtureOfExperts(nn.Module):
@@ -147,6 +151,8 @@ class MixtureOfExperts(nn.Module):
         dropout (float): dropout inside the experts.
         dispatch (str): "sparse" (each expert runs on its routed vectors only) or "dense" (every expert
             runs on every vector, non-chosen ones weighted 0; same result).
+        balance_trains_input (bool): whether the load-balancing loss (on ``balance_logits``) may send
+            gradient into the input ``x``; False = it trains the router weights only.
     """
 
     def __init__(
@@ -158,6 +164,7 @@ class MixtureOfExperts(nn.Module):
         top_k: int = 2,
         dropout: float = 0.0,
         dispatch: str = "sparse",
+        balance_trains_input: bool = False,
     ) -> None:
         super().__init__()
         if dispatch not in ("sparse", "dense"):
@@ -166,6 +173,7 @@ class MixtureOfExperts(nn.Module):
         self.top_k = top_k
         self.out_dim = out_dim
         self.dispatch = dispatch
+        self.balance_trains_input = balance_trains_input
         self.router = Router(in_dim, num_experts, top_k)
         self.experts = nn.ModuleList(ExpertMLP(in_dim, hidden_dim, out_dim, dropout) for _ in range(num_experts))
 
@@ -191,7 +199,8 @@ class MixtureOfExperts(nn.Module):
                 y = expert(x[rows]) * weights[rows, slots].unsqueeze(-1)
                 out = out.index_add(0, rows, y.to(out.dtype))
         load = expert_usage(indices.detach(), self.num_experts)
-        return MoEOutput(out, logits, weights, indices, load)
+        balance_logits = logits if self.balance_trains_input else self.router.proj(x.detach())
+        return MoEOutput(out, logits, weights, indices, load, balance_logits)
 
     def balance_loss(self, router_logits: Tensor) -> Tensor:
         """:func:`load_balancing_loss` with this layer's k. router_logits (Tensor): N x E."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from functools import partial
+
 import lightning.pytorch as pl
 import torch
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
@@ -17,15 +20,19 @@ class ClassificationModule(pl.LightningModule):
         num_classes: C.
         lr, weight_decay: AdamW settings (paper: 2e-5, 0.01).
         warmup_steps: linear learning-rate warm-up (paper: none, 0).
+        schedule: "constant" (paper: silent, so none) or "cosine" decay to 0 after the warm-up.
     """
 
     def __init__(self, network: MultimodalNetwork, num_classes: int, *, lr: float = 2e-5,
-                 weight_decay: float = 0.01, warmup_steps: int = 0):
+                 weight_decay: float = 0.01, warmup_steps: int = 0, schedule: str = "constant"):
         super().__init__()
         self.network = network
         self.lr = lr
         self.weight_decay = weight_decay
         self.warmup_steps = warmup_steps
+        if schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+        self.schedule = schedule
         self.val_accuracy = MulticlassAccuracy(num_classes, average="micro", ignore_index=-1)
         self.val_macro_f1 = MulticlassF1Score(num_classes, average="macro", ignore_index=-1)
 
@@ -58,8 +65,19 @@ class ClassificationModule(pl.LightningModule):
     def configure_optimizers(self):
         params = [p for p in self.network.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        if self.warmup_steps <= 0:
+        if self.schedule == "constant" and self.warmup_steps <= 0:
             return optimizer
-        warmup = self.warmup_steps
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, partial(lr_factor, warmup=self.warmup_steps, total=total, schedule=self.schedule))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def lr_factor(step: int, *, warmup: int, total: int, schedule: str) -> float:
+    """Learning-rate multiplier: linear warm-up over ``warmup`` steps, then constant or cosine decay to 0."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))

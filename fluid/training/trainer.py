@@ -51,7 +51,7 @@ def train_network(network: MultimodalNetwork, cfg: RunConfig, *, num_classes: in
     for the best ``cfg.monitor``); the per-epoch log to ``run_dir/log/metrics.csv``.
     """
     module = ClassificationModule(network, num_classes, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  warmup_steps=cfg.warmup_steps)
+                                  warmup_steps=cfg.warmup_steps, schedule=cfg.schedule)
     checkpoint_dir = run_dir / CHECKPOINT_DIR
     mode = _monitor_mode(cfg.monitor)
     best = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=cfg.monitor, mode=mode,

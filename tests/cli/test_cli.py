@@ -121,7 +121,10 @@ def test_demo_quick_end_to_end(tmp_path):
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert set(results) == {"fluid", "image-only", "text-only"}
+    n_classes = len(json.loads((out / "fluid" / "labels.json").read_text())["classes"])
     for system in results:
         assert (out / system / "report.md").exists() and (out / system / "model.safetensors").exists()
-        assert 0.0 <= results[system]["accuracy"] <= 1.0
-    assert results["fluid"]["accuracy"] > max(results["image-only"]["accuracy"], results["text-only"]["accuracy"])
+        assert (out / system / "plots" / "confusion.png").exists()
+        # every system learns something: clearly above a uniform guess over the classes
+        assert results[system]["accuracy"] > 2.0 / n_classes, (system, results[system])
+    assert "fluid" in completed.stdout and "Macro F1" in completed.stdout

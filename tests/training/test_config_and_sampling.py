@@ -33,3 +33,19 @@ def test_epoch_shuffle_depends_only_on_seed_and_epoch():
     first = list(a)
     a.set_epoch(4)
     assert list(a) != first and sorted(a) == list(range(50))
+
+
+def test_lr_schedule_warmup_then_cosine():
+    from fluid.training.module import lr_factor
+
+    assert lr_factor(0, warmup=10, total=110, schedule="cosine") == pytest.approx(0.1)
+    assert lr_factor(9, warmup=10, total=110, schedule="cosine") == pytest.approx(1.0)
+    assert lr_factor(60, warmup=10, total=110, schedule="cosine") == pytest.approx(0.5)
+    assert lr_factor(110, warmup=10, total=110, schedule="cosine") == pytest.approx(0.0)
+    assert lr_factor(60, warmup=10, total=110, schedule="constant") == 1.0
+
+
+def test_demo_config_applies_only_the_keys_a_head_has():
+    assert demo_config("fluid").head["contrastive_weight"] == 0.0
+    assert "num_experts" not in demo_config("image-only").head
+    assert demo_config("image-only").head["num_queries"] == 8

@@ -90,7 +90,10 @@ class FluidHead(Head):
         in_dim = d if c.moe_input == "per-token" else self.embedding_dim
         hidden = c.expert_hidden_dim or d
         if c.use_moe:
-            self.moe = MixtureOfExperts(in_dim, hidden, num_classes, c.num_experts, c.top_k, c.dropout, c.moe_dispatch)
+            self.moe = MixtureOfExperts(
+                in_dim, hidden, num_classes, c.num_experts, c.top_k, c.dropout, c.moe_dispatch,
+                c.balance_loss_trains_input,
+            )
             self.mlp = None
         else:
             self.moe = None
@@ -114,10 +117,15 @@ class FluidHead(Head):
 
         aux: dict[str, Tensor] = {}
         if self.contrastive is not None:
+            img_c, txt_c = image_n, text_n
+            if not c.contrastive_trains_encoders and _requires_grad(image_tokens, text_tokens):
+                # A second, cheap Q-Transform pass on detached tokens: the loss shapes the head only.
+                img_c = self.image_summary(image.detach(), image_mask)
+                txt_c = self.text_summary(text.detach(), text_mask)
             if c.contrastive_pooling == "mean":
-                img_vec, txt_vec = image_n.mean(dim=1), text_n.mean(dim=1)
+                img_vec, txt_vec = img_c.mean(dim=1), txt_c.mean(dim=1)
             else:
-                img_vec, txt_vec = image_n[:, 0], text_n[:, 0]
+                img_vec, txt_vec = img_c[:, 0], txt_c[:, 0]
             aux["contrastive"] = c.contrastive_weight * self.contrastive(img_vec, txt_vec, image_present & text_present)
 
         if self.gating is not None:
@@ -136,7 +144,7 @@ class FluidHead(Head):
             else:
                 moe = self.moe(fused_prime.reshape(b * self.num_fused, -1))
                 logits = moe.output.view(b, self.num_fused, -1).mean(dim=1)
-            aux["moe_balance"] = c.moe_weight * load_balancing_loss(moe.router_logits, c.top_k)
+            aux["moe_balance"] = c.moe_weight * load_balancing_loss(moe.balance_logits, c.top_k)
             if c.router_z_loss_weight > 0:
                 aux["router_z"] = c.router_z_loss_weight * router_z_loss(moe.router_logits)
             expert_load = moe.load
@@ -144,3 +152,8 @@ class FluidHead(Head):
             logits = self.mlp(embedding)
         return HeadOutput(logits=logits, aux_losses=aux, embedding=embedding, gate=gate, expert_load=expert_load)
 
+
+
+def _requires_grad(*tokens: Tensor | None) -> bool:
+    """Whether any encoder output carries a gradient (i.e. some encoder is being trained)."""
+    return any(t is not None and t.requires_grad for t in tokens)

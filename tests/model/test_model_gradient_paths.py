@@ -1,0 +1,45 @@
+"""Which parameters each auxiliary loss may train (docs/model.md, "Deviations")."""
+
+import pytest
+import torch
+
+from fluid.model import build_head
+from fluid.model.moe import MixtureOfExperts, load_balancing_loss
+
+SMALL = dict(hidden_dim=16, num_heads=2, num_queries=4, num_experts=4)
+
+
+@pytest.mark.parametrize("trains_input", [False, True])
+def test_balance_loss_reaches_the_input_only_when_asked(trains_input):
+    torch.manual_seed(0)
+    moe = MixtureOfExperts(8, 16, 3, num_experts=4, top_k=2, balance_trains_input=trains_input)
+    x = torch.randn(10, 8, requires_grad=True)
+    out = moe(x)
+    torch.testing.assert_close(out.balance_logits, out.router_logits)  # same values either way
+    load_balancing_loss(out.balance_logits, 2).backward()
+    assert moe.router.proj.weight.grad.abs().sum() > 0  # the router always learns to balance
+    assert (x.grad is not None and x.grad.abs().sum() > 0) == trains_input
+
+
+@pytest.mark.parametrize("trains_encoders", [False, True])
+def test_contrastive_loss_reaches_trainable_encoder_tokens_only_when_asked(trains_encoders):
+    torch.manual_seed(0)
+    head = build_head("fluid", 3, 8, 8, contrastive_trains_encoders=trains_encoders, **SMALL)
+    image = torch.randn(6, 5, 8, requires_grad=True)
+    text = torch.randn(6, 7, 8, requires_grad=True)
+    out = head(image, text)
+    out.aux_losses["contrastive"].backward()
+    reached = image.grad is not None and image.grad.abs().sum() > 0
+    assert reached == trains_encoders
+    assert head.image_summary.queries.grad.abs().sum() > 0  # the Q-Transform is trained either way
+
+
+def test_frozen_encoders_give_the_same_model_either_way():
+    torch.manual_seed(0)
+    a = build_head("fluid", 3, 8, 8, contrastive_trains_encoders=False, **SMALL).eval()
+    b = build_head("fluid", 3, 8, 8, contrastive_trains_encoders=True, **SMALL).eval()
+    b.load_state_dict(a.state_dict())
+    image, text = torch.randn(4, 5, 8), torch.randn(4, 7, 8)
+    oa, ob = a(image, text), b(image, text)
+    torch.testing.assert_close(oa.logits, ob.logits)
+    torch.testing.assert_close(oa.aux_losses["contrastive"], ob.aux_losses["contrastive"])
