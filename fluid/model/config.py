@@ -102,8 +102,7 @@ class FluidConfig(HeadConfig):
             but sends no gradient into trainable encoders (its Q-Transform pass then reads detached tokens).
             With frozen encoders — the paper's setting — both values give the same model. Measured on the
             synthetic catalogue with encoders trained from scratch: at init the weighted contrastive
-            gradient into the encoders is ~16x the weighted CE's, and with True FLUID stays near the
-            majority class (docs/model.md, "Deviations").
+            gradient into the encoders is 16-18x the weighted CE's (docs/model.md, "Deviations").
         num_experts, top_k: MoE size and experts per routed vector.
         expert_hidden_dim*: hidden width of each expert MLP (and of the ``use_moe=False`` MLP); None =
             hidden_dim.

@@ -21,10 +21,12 @@ class ClassificationModule(pl.LightningModule):
         lr, weight_decay: AdamW settings (paper: 2e-5, 0.01).
         warmup_steps: linear learning-rate warm-up (paper: none, 0).
         schedule: "constant" (paper: silent, so none) or "cosine" decay to 0 after the warm-up.
+        seed: the random state (dropout, modality dropout) is re-seeded from (seed, step) at every step, so
+            a run resumed from a checkpoint continues exactly as the uninterrupted run would.
     """
 
     def __init__(self, network: MultimodalNetwork, num_classes: int, *, lr: float = 2e-5,
-                 weight_decay: float = 0.01, warmup_steps: int = 0, schedule: str = "constant"):
+                 weight_decay: float = 0.01, warmup_steps: int = 0, schedule: str = "constant", seed: int = 0):
         super().__init__()
         self.network = network
         self.lr = lr
@@ -33,6 +35,7 @@ class ClassificationModule(pl.LightningModule):
         if schedule not in ("constant", "cosine"):
             raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
         self.schedule = schedule
+        self.seed = seed
         self.val_accuracy = MulticlassAccuracy(num_classes, average="micro", ignore_index=-1)
         self.val_macro_f1 = MulticlassF1Score(num_classes, average="macro", ignore_index=-1)
 
@@ -41,6 +44,11 @@ class ClassificationModule(pl.LightningModule):
 
     def _losses(self, batch: dict, output) -> dict[str, torch.Tensor]:
         return self.network.head.loss(output, batch["label"])
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # Per-step seeding (not per epoch: Lightning skips on_train_epoch_start when it resumes from an
+        # end-of-epoch checkpoint), so dropout and modality dropout depend only on (seed, step, rank).
+        torch.manual_seed(self.seed * 1_000_003 + self.global_step * 7_919 + self.global_rank)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         output = self.network(batch)

@@ -42,6 +42,17 @@ def _monitor_mode(monitor: str) -> str:
     return "min" if monitor.endswith("loss") else "max"
 
 
+def _log_version(log_dir: Path, resume: bool) -> str:
+    """A fresh run logs to log/metrics.csv; each resumption to log/resumed-N/metrics.csv, because Lightning's
+    CSV logger deletes an existing metrics file and the log of the interrupted part must not be lost."""
+    if not resume:
+        return ""
+    n = 1
+    while (log_dir / f"resumed-{n}").exists():
+        n += 1
+    return f"resumed-{n}"
+
+
 def train_network(network: MultimodalNetwork, cfg: RunConfig, *, num_classes: int, run_dir: Path,
                   train_loader, val_loader, devices="auto", resume: bool = False,
                   time_limit: float | None = None, progress: bool = True) -> TrainResult:
@@ -51,13 +62,15 @@ def train_network(network: MultimodalNetwork, cfg: RunConfig, *, num_classes: in
     for the best ``cfg.monitor``); the per-epoch log to ``run_dir/log/metrics.csv``.
     """
     module = ClassificationModule(network, num_classes, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  warmup_steps=cfg.warmup_steps, schedule=cfg.schedule)
+                                  warmup_steps=cfg.warmup_steps, schedule=cfg.schedule, seed=cfg.seed)
     checkpoint_dir = run_dir / CHECKPOINT_DIR
     mode = _monitor_mode(cfg.monitor)
     best = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=cfg.monitor, mode=mode,
-                           save_top_k=1, save_last=True, save_on_exception=True, enable_version_counter=False,
-                           auto_insert_metric_name=False)
-    callbacks = [best]
+                           save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False)
+    # Lightning's save_last only writes when the best improves; this one writes every epoch and on a crash.
+    last = ModelCheckpoint(dirpath=checkpoint_dir, filename="last", monitor=None, save_top_k=1,
+                           save_on_exception=True, enable_version_counter=False, auto_insert_metric_name=False)
+    callbacks = [best, last]
     if cfg.patience:
         callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.patience))
     timer = None
@@ -72,7 +85,7 @@ def train_network(network: MultimodalNetwork, cfg: RunConfig, *, num_classes: in
         devices=devices,
         precision=cfg.precision,
         callbacks=callbacks,
-        logger=CSVLogger(str(run_dir), name="log", version=""),
+        logger=CSVLogger(str(run_dir), name="log", version=_log_version(run_dir / "log", resume)),
         deterministic=True if on_cpu else "warn",
         enable_progress_bar=progress,
         enable_model_summary=False,

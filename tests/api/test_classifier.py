@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.base import clone
 
 from fluid import Classifier
@@ -97,3 +98,30 @@ def test_bad_inputs_give_documented_errors(fitted, product_frame):
     assert "picture" in str(info.value)  # the error lists the columns that do exist
     with pytest.raises(TypeError, match="unknown options \\['epochz'\\]"):
         Classifier(epochz=3)
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(product_frame, tmp_path):
+    """Train 1 epoch (as if killed after it), resume to 2: same weights as 2 epochs in one go."""
+    frame, root = product_frame
+    whole = make(root, path=str(tmp_path / "whole")).fit(frame, epochs=2, progress=False)
+    part = make(root, path=str(tmp_path / "part")).fit(frame, epochs=1, progress=False)
+    assert (tmp_path / "part" / "checkpoints" / "last.ckpt").exists()
+    resumed = make(root, path=str(tmp_path / "part")).fit(frame, epochs=2, resume=True, progress=False)
+    assert resumed.metrics_["epochs_run"] == whole.metrics_["epochs_run"] == 2
+    # the last epoch's weights, not the best epoch's (which may be the first in both runs)
+    last_whole = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=True)
+    last_resumed = torch.load(tmp_path / "part" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last_whole["epoch"] == last_resumed["epoch"] == 1
+    for key, value in last_whole["state_dict"].items():
+        assert torch.equal(value, last_resumed["state_dict"][key]), key
+    pd.testing.assert_frame_equal(whole.predict_proba(frame), resumed.predict_proba(frame), check_exact=True)
+    # the interrupted part's log is kept beside the resumed part's
+    assert (tmp_path / "part" / "log" / "metrics.csv").exists()
+    assert (tmp_path / "part" / "log" / "resumed-1" / "metrics.csv").exists()
+    assert part is not resumed
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(product_frame, tmp_path):
+    frame, root = product_frame
+    with pytest.raises(FileNotFoundError, match="no interrupted run"):
+        make(root, path=str(tmp_path / "empty")).fit(frame, resume=True)
