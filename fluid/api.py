@@ -306,6 +306,8 @@ class Classifier:
             devices=devices, resume=resume, time_limit=time_limit, progress=progress,
         )
         train_seconds = time.perf_counter() - started
+        if not result.is_global_zero:
+            return self  # under DDP only the first process evaluates and writes the run directory
         val_metrics = self._evaluate_frame(val_frame, val_root, progress=False)
         self.metrics_ = {"validation": val_metrics, "best_epoch": result.best_epoch,
                          "epochs_run": result.epochs_run, "train_seconds": train_seconds,

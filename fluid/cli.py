@@ -169,6 +169,8 @@ def train(
                        progress=not os.environ.get("CI"))
     except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
         _fail(str(error))
+    if classifier.metrics_ is None:
+        return  # a secondary process of a multi-device (DDP) run: the first one writes the report
     write_report(out)
     console.print(_results_table("Validation (%)", {model: classifier.metrics_["validation"]}))
     console.print(f"run directory: [bold]{out}[/] (report: {out / 'report.md'})")

@@ -36,6 +36,7 @@ class TrainResult:
     epochs_run: int
     best_score: float | None
     stopped_by_time: bool
+    is_global_zero: bool = True  # False in the other processes of a multi-device (DDP) run
 
 
 def _monitor_mode(monitor: str) -> str:
@@ -107,4 +108,5 @@ def train_network(network: MultimodalNetwork, cfg: RunConfig, *, num_classes: in
     score = best.best_model_score
     stopped_by_time = bool(timer is not None and trainer.current_epoch < cfg.epochs and trainer.should_stop)
     return TrainResult(best_epoch=best_epoch, epochs_run=int(trainer.current_epoch),
-                       best_score=float(score) if score is not None else None, stopped_by_time=stopped_by_time)
+                       best_score=float(score) if score is not None else None, stopped_by_time=stopped_by_time,
+                       is_global_zero=trainer.is_global_zero)

@@ -128,3 +128,16 @@ def test_demo_quick_end_to_end(tmp_path):
         # every system learns something: clearly above a uniform guess over the classes
         assert results[system]["accuracy"] > 2.0 / n_classes, (system, results[system])
     assert "fluid" in completed.stdout and "Macro F1" in completed.stdout
+
+
+@pytest.mark.slow
+def test_train_on_two_cpu_devices_with_ddp(catalogue, tmp_path):
+    """`--devices 2` on CPU: Lightning's DDP (gloo) in real processes; one run directory, written once."""
+    out = tmp_path / "ddp"
+    args = [sys.executable, "-m", "fluid"] + _train_args(catalogue, out)[:] + ["--devices", "2"]
+    completed = subprocess.run(args, capture_output=True, text=True, timeout=600,
+                               env={**__import__("os").environ, "CI": "true"})
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "Traceback" not in completed.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 2 and (out / "report.md").exists()
