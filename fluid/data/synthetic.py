@@ -3,12 +3,15 @@
 Design (details in docs/data.md):
 
 * **Classes are a product of two factors**: the garment *type* (T-shirt, dress, jacket, trousers, skirt,
-  scarf) is said only in the text; the *pattern* (plain, striped, dotted, checked, zigzag) is drawn only in
-  the image. 17 (type, pattern) classes: some pairs differ only in the image (striped vs dotted T-shirt),
-  others only in the text (striped T-shirt vs striped jacket); ``zigzag`` exists only on skirts (decidable
-  from the image alone) and scarves are only striped (decidable from the text alone). With the default class
-  weights the best text-only classifier is capped at ~61% accuracy and the best image-only one at ~60%;
-  both together can reach ~100% on the clean test split.
+  scarf) and the *pattern* (plain, striped, dotted, checked, zigzag). The text names the type (never the
+  pattern). The image draws the pattern and, like a product photo, the garment's silhouette — but only its
+  *family* (``FAMILIES``): ``top`` (T-shirt, jacket), ``long`` (dress, skirt), ``trousers`` and ``scarf``; the
+  types of a family share one outline distribution, so the image cannot tell a T-shirt from a jacket or a dress
+  from a skirt. 17 (type, pattern) classes: some pairs differ only in the image (striped vs dotted T-shirt),
+  others only in the text (striped T-shirt vs striped jacket, plain dress vs plain skirt); ``zigzag`` exists
+  only on skirts (decidable from the image alone) and scarves are only striped (decidable from either
+  modality alone). With the default class weights the best text-only classifier is capped at ~61% accuracy and
+  the best image-only one at ~75% (``modality_caps``); both together can reach ~100% on the clean test split.
 * **Long tail**: class weights from 100 down to 3.5 (largest/smallest ≈ 29×).
 * **Languages**: GLAMI ``geo`` codes, each with a procedurally generated vocabulary in its own script (Latin
   with the language's letters, Greek for ``gr``, Cyrillic for ``bg``), its own adjective order (noun-adjective
@@ -20,8 +23,11 @@ Design (details in docs/data.md):
   do (label_source ``machine`` vs ``human``); wrong labels follow the class prior (a machine labeller errs
   towards frequent classes). The test split is all ``human`` and clean. ``noisy_labels.csv`` (item_id,
   true_category, given_category) beside the CSVs records the truth; no reader or trainer uses it.
-* **Images**: Pillow drawings — a garment silhouette (shape independent of the class) in a random colour,
-  filled with the class pattern in a contrasting colour, on a light background, with Gaussian noise.
+* **Images**: Pillow drawings — the silhouette of the type's family (T-shirt-like body with sleeves; a dress
+  shape flaring to a wide hem; two trouser legs; a long fringed band), at a random size, height/width ratio,
+  detail (sleeve length, top width, crotch height, fringe) and position, all drawn the same way for every type
+  of the family; in a random colour, filled with the class pattern in a contrasting colour, on a light
+  background, with Gaussian noise.
 
 Every item is made from its own RNG seeded by ``(seed, item)``, so any item can be generated independently
 (and in parallel with ``workers``); the same seed gives the same bytes.
@@ -44,16 +50,20 @@ from PIL import Image, ImageChops, ImageDraw
 
 from fluid.data.glami import GLAMI_COLUMNS, GLAMI_DIR, GLAMI_GEOS, glami_csv_name
 
-__all__ = ["write_synthetic", "CLASSES", "TYPES", "PATTERNS", "DEFAULT_LANGUAGES", "NOISY_LABELS_FILE",
-           "HUMAN", "MACHINE", "modality_caps"]
+__all__ = ["write_synthetic", "CLASSES", "TYPES", "PATTERNS", "FAMILIES", "DEFAULT_LANGUAGES",
+           "NOISY_LABELS_FILE", "HUMAN", "MACHINE", "modality_caps"]
 
 TYPES = ("t-shirt", "dress", "jacket", "trousers", "skirt", "scarf")
 PATTERNS = ("plain", "striped", "dotted", "checked", "zigzag")
+#: Garment type -> silhouette family. The image shows the family, never the exact type: all types of a family
+#: draw their outline from the same distribution.
+FAMILIES: dict[str, str] = {"t-shirt": "top", "jacket": "top", "dress": "long", "skirt": "long",
+                            "trousers": "trousers", "scarf": "scarf"}
 #: (type, pattern, relative weight); category id = 1000 + position.
 CLASSES: tuple[tuple[str, str, float], ...] = (
     ("t-shirt", "plain", 40), ("t-shirt", "striped", 100), ("t-shirt", "dotted", 12), ("t-shirt", "checked", 20),
     ("dress", "plain", 30), ("dress", "striped", 10), ("dress", "dotted", 45), ("dress", "checked", 6),
-    ("jacket", "plain", 15), ("jacket", "striped", 8), ("jacket", "checked", 55),
+    ("jacket", "plain", 15), ("jacket", "striped", 65), ("jacket", "checked", 15),
     ("trousers", "plain", 35), ("trousers", "striped", 5), ("trousers", "checked", 9),
     ("skirt", "plain", 14), ("skirt", "zigzag", 7),
     ("scarf", "striped", 3.5),
@@ -72,16 +82,22 @@ _N_MATERIALS = 8
 
 
 def modality_caps(weights: Sequence[float] | None = None) -> tuple[float, float]:
-    """Best possible accuracy (on clean labels) of a classifier that sees only the text (knows the type) and
-    of one that sees only the image (knows the pattern)."""
+    """Best possible accuracy (on clean labels) of a classifier that sees only the text and of one that sees
+    only the image, for class weights ``weights`` (default: those of ``CLASSES``).
+
+    The text tells the garment type (not the pattern): the best guess is the type's most frequent class. The
+    image tells the pattern and the silhouette family (``FAMILIES``), not the type within the family: the best
+    guess is the most frequent class of that (family, pattern)."""
     w = np.asarray([c[2] for c in CLASSES] if weights is None else weights, dtype=float)
+    if w.shape != (len(CLASSES),):
+        raise ValueError(f"need {len(CLASSES)} weights, got shape {w.shape}")
     w = w / w.sum()
-    by_type: dict[str, float] = {}
-    by_pattern: dict[str, float] = {}
+    by_text: dict[str, float] = {}
+    by_image: dict[tuple[str, str], float] = {}
     for (t, p, _), x in zip(CLASSES, w):
-        by_type[t] = max(by_type.get(t, 0.0), x)
-        by_pattern[p] = max(by_pattern.get(p, 0.0), x)
-    return float(sum(by_type.values())), float(sum(by_pattern.values()))
+        by_text[t] = max(by_text.get(t, 0.0), x)
+        by_image[FAMILIES[t], p] = max(by_image.get((FAMILIES[t], p), 0.0), x)
+    return float(sum(by_text.values())), float(sum(by_image.values()))
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -325,48 +341,82 @@ def _pattern_key(rng: random.Random, pattern: str) -> tuple | None:
     raise ValueError(pattern)  # pragma: no cover
 
 
-def _silhouette(rng: random.Random, w: int, h: int) -> tuple[Image.Image, Image.Image]:
-    """Garment outline masks ``(inside=1, inside=255)``; the shape is independent of the class."""
-    key = ("sil", w, h, _ri(rng, 4), _ri(rng, 4), _ri(rng, 4), _ri(rng, 3))
+# family -> (height/width ratios, heights as a share of the canvas height); one of 3 x 3 picked per item
+_SIL_SHAPES: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "top": ((0.85, 0.97, 1.1), (0.56, 0.64, 0.72)),
+    "long": ((1.4, 1.55, 1.7), (0.72, 0.8, 0.88)),
+    "trousers": ((1.95, 2.1, 2.3), (0.78, 0.84, 0.9)),
+    "scarf": ((4.0, 4.7, 5.4), (0.74, 0.82, 0.9)),
+}
+
+
+def _outline(family: str, v: int) -> list[list[tuple[float, float]]]:
+    """Polygons of a family's outline in the unit box (x right, y down); ``v`` (0-2) varies the proportions."""
+    if family == "top":  # body with sleeves; v = sleeve length
+        a = (0.26, 0.38, 0.52)[v]  # where the sleeve ends
+        pit = max(0.3, a - 0.04)
+        return [[(0.3, 0.0), (0.41, 0.0), (0.5, 0.08), (0.59, 0.0), (0.7, 0.0), (1.0, a), (0.89, a + 0.12),
+                 (0.79, pit), (0.79, 1.0), (0.21, 1.0), (0.21, pit), (0.11, a + 0.12), (0.0, a)]]
+    if family == "long":  # narrow top flaring to a wide hem; v = top width
+        t = (0.34, 0.44, 0.54)[v] / 2
+        return [[(0.5 - t, 0.0), (0.5 + t, 0.0), (0.5 + t - 0.04, 0.2), (1.0, 0.97), (0.75, 1.0), (0.5, 0.98),
+                 (0.25, 1.0), (0.0, 0.97), (0.5 - t + 0.04, 0.2)]]
+    if family == "trousers":  # waistband and two legs; v = crotch height
+        c = (0.28, 0.35, 0.42)[v]
+        return [[(0.02, 0.0), (0.98, 0.0), (1.0, 1.0), (0.6, 1.0), (0.5, c), (0.4, 1.0), (0.0, 1.0)]]
+    if family == "scarf":  # a long band with a fringe at both ends; v = fringe length
+        f = (0.04, 0.06, 0.08)[v]
+        polys = [[(0.0, f), (1.0, f), (1.0, 1.0 - f), (0.0, 1.0 - f)]]
+        for k in range(4):
+            x = 0.05 + 0.3 * k
+            polys += [[(x, 0.0), (x + 0.12, 0.0), (x + 0.12, f), (x, f)],
+                      [(x, 1.0 - f), (x + 0.12, 1.0 - f), (x + 0.12, 1.0), (x, 1.0)]]
+        return polys
+    raise ValueError(family)  # pragma: no cover
+
+
+def _silhouette(rng: random.Random, family: str, w: int, h: int) -> tuple[Image.Image, Image.Image]:
+    """Garment outline masks ``(inside=1, inside=255)`` of the type's silhouette *family*, at a random size,
+    proportion and position (drawn the same way for every type of the family)."""
+    key = ("sil", family, w, h, _ri(rng, 3), _ri(rng, 3), _ri(rng, 3))
     cached = _MASKS.get(key)
-    if cached is not None:
-        return cached  # type: ignore[return-value]
-    _, _, _, kind, a, b, c = key
-    mx, my = (0.08 + 0.025 * a) * w, (0.06 + 0.02 * b) * h
-    x0, y0, x1, y1 = mx, my, w - mx, h - my
-    m = Image.new("L", (w, h), 0)
-    d = ImageDraw.Draw(m)
-    if kind == 0:  # body with "sleeves"
-        sw = (x1 - x0) * 0.22
-        d.polygon([(x0 + sw, y0), (x1 - sw, y0), (x1, y0 + (y1 - y0) * 0.3), (x1 - sw * 0.6, y0 + (y1 - y0) * 0.38),
-                   (x1 - sw * 0.6, y1), (x0 + sw * 0.6, y1), (x0 + sw * 0.6, y0 + (y1 - y0) * 0.38),
-                   (x0, y0 + (y1 - y0) * 0.3)], fill=255)
-    elif kind == 1:
-        d.ellipse((x0, y0, x1, y1), fill=255)
-    elif kind == 2:
-        d.rounded_rectangle((x0, y0, x1, y1), radius=int(min(w, h) * (0.08 + 0.04 * c)), fill=255)
-    else:  # trapezoid
-        t = (x1 - x0) * (0.15 + 0.07 * c)
-        d.polygon([(x0 + t, y0), (x1 - t, y0), (x1, y1), (x0, y1)], fill=255)
-    pair = (m.point(lambda v: 1 if v > 127 else 0), m)
-    _MASKS[key] = pair  # type: ignore[assignment]
-    return pair
+    if cached is None:
+        ratios, heights = _SIL_SHAPES[family]
+        ratio = ratios[key[4]]
+        bh = heights[key[5]] * h
+        bw = bh / ratio
+        if bw > 0.92 * w:  # narrow canvas: shrink, keeping the family's proportions
+            bw = 0.92 * w
+            bh = bw * ratio
+        x0, y0 = (w - bw) / 2, (h - bh) / 2
+        m = Image.new("L", (w, h), 0)
+        d = ImageDraw.Draw(m)
+        for poly in _outline(family, key[6]):
+            d.polygon([(x0 + u * bw, y0 + v * bh) for u, v in poly], fill=255)
+        slack = (max(0, int((w - bw) / 2) - 1), max(0, int((h - bh) / 2) - 1))
+        cached = (m.point(lambda v: 1 if v > 127 else 0), m, slack)
+        _MASKS[key] = cached  # type: ignore[assignment]
+    m01, m255, (sx, sy) = cached  # type: ignore[misc]
+    dx, dy = _ri(rng, 2 * sx + 1) - sx, _ri(rng, 2 * sy + 1) - sy  # random position (crop pads with 0)
+    box = (dx, dy, dx + w, dy + h)
+    return m01.crop(box), m255.crop(box)
 
 
-def _image(rng: random.Random, pattern: str, colour_rgb, size: tuple[int, int], bank, quality: int) -> bytes:
+def _image(rng: random.Random, family: str, pattern: str, colour_rgb, size: tuple[int, int], bank,
+           quality: int) -> bytes:
     """Compose a palette image (0 background, 1 garment colour, 2 pattern ink, 3 tag), add noise, JPEG."""
     w, h = size
     bg = _jit(rng, (236, 234, 230), 14)
     base = _jit(rng, colour_rgb, 18)
     ink = _accent(rng, base)
-    sil01, sil255 = _silhouette(rng, w, h)
+    sil01, sil255 = _silhouette(rng, family, w, h)
     key = _pattern_key(rng, pattern)
     if key is not None:
         ox, oy = _ri(rng, _MAX_PERIOD), _ri(rng, _MAX_PERIOD)
         pat = _pattern_mask(key, w, h).crop((ox, oy, ox + w, oy + h))
         idx = ImageChops.add(sil01, ImageChops.darker(sil255, pat))
     else:
-        idx = sil01.copy()
+        idx = sil01
     if rng.random() < 0.3:  # distractor: a small label tag, independent of the class
         tx, ty = _ri(rng, w - 12), _ri(rng, h - 8)
         idx.paste(3, (tx, ty, tx + 10, ty + 6))
@@ -433,7 +483,8 @@ def _item(i: int, cfg: _Config) -> tuple[str, list[Any], tuple[str, str, str] | 
     type_nouns = L.types[TYPES.index(gtype)]
     name = _name(rng, L, _pick(rng, type_nouns), colour_word, material, _pick(rng, cfg.brands))
     description = _description(rng, L, type_nouns, colour_word, material)
-    jpeg = _image(rng, pattern, colour_rgb, cfg.image_size, _noise_bank(cfg.seed, cfg.image_size), cfg.quality)
+    bank = _noise_bank(cfg.seed, cfg.image_size)
+    jpeg = _image(rng, FAMILIES[gtype], pattern, colour_rgb, cfg.image_size, bank, cfg.quality)
 
     given = k
     source = HUMAN

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from fluid.data import read_glami, write_synthetic
-from fluid.data.synthetic import CLASSES, HUMAN, MACHINE, NOISY_LABELS_FILE, modality_caps
+from fluid.data.synthetic import CLASSES, FAMILIES, HUMAN, MACHINE, NOISY_LABELS_FILE, modality_caps
 
 
 def _digest(root) -> dict[str, str]:
@@ -104,8 +104,27 @@ def test_noise_free_catalogue(tmp_path):
     assert set(pd.read_csv(root / "GLAMI-1M-train.csv", dtype=str)["geo"]) == {"cz", "bg", "gr"}
 
 
+def test_modality_caps():
+    text_cap, image_cap = modality_caps()
+    assert text_cap == pytest.approx(262.5 / 431.5) and image_cap == pytest.approx(322.5 / 431.5)
+    assert 0.55 < text_cap < 0.65 and 0.65 < image_cap < 0.8  # fusion has room to beat either modality
+    # uniform weights: one class per type (text) / per (silhouette family, pattern) pair (image) is right
+    families_patterns = {(FAMILIES[t], p) for t, p, _ in CLASSES}
+    assert len(families_patterns) == 13
+    assert modality_caps([1.0] * len(CLASSES)) == pytest.approx((6 / 17, 13 / 17))
+    one = [0.0] * len(CLASSES)
+    one[3] = 1.0
+    assert modality_caps(one) == pytest.approx((1.0, 1.0))
+    with pytest.raises(ValueError):
+        modality_caps([1.0, 2.0])
+
+
+_SIL = 6  # silhouette statistics at the end of _image_features
+
+
 def _image_features(path) -> np.ndarray:
-    """Simple image statistics: mean colour, gradient energy, an orientation/frequency-pooled spectrum."""
+    """Simple image statistics: mean colour, gradient energy, an orientation/frequency-pooled spectrum, and the
+    garment mask's log height/width ratio, fill and width profile (a silhouette statistic)."""
     im = Image.open(path).convert("RGB").resize((48, 64))
     rgb = np.asarray(im, dtype=np.float32) / 255.0
     g = rgb.mean(axis=2)[8:56, 6:42]
@@ -117,7 +136,17 @@ def _image_features(path) -> np.ndarray:
     ab = np.digitize(np.arctan2(fy, fx), [-1.2, -0.4, 0.4, 1.2])
     pooled = np.zeros((7, 5))
     np.add.at(pooled, (rb, ab), spec)
-    return np.concatenate([rgb.mean(axis=(0, 1)), [gx.mean(), gy.mean(), gx.std(), gy.std(), g.std()], pooled.ravel()])
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    mask = np.abs(rgb - np.median(border, axis=0)).max(axis=2) > 0.12  # far from the background colour
+    rows, cols = np.flatnonzero(mask.sum(1) >= 2), np.flatnonzero(mask.sum(0) >= 2)
+    sil = np.zeros(_SIL)
+    if len(rows) and len(cols):
+        m = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        sil[:] = [np.log(m.shape[0] / m.shape[1]), m.mean(),
+                  *(m[int(f * (m.shape[0] - 1))].mean() for f in (0.05, 0.5, 0.95)),
+                  m[int(0.9 * (m.shape[0] - 1)), m.shape[1] // 2 - 1:m.shape[1] // 2 + 2].mean()]  # legs' gap
+    return np.concatenate([rgb.mean(axis=(0, 1)), [gx.mean(), gy.mean(), gx.std(), gy.std(), g.std()],
+                           pooled.ravel(), sil])
 
 
 def test_task_needs_both_modalities(tmp_path):
@@ -126,24 +155,31 @@ def test_task_needs_both_modalities(tmp_path):
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    text_cap, image_cap = modality_caps()
-    assert 0.5 < text_cap < 0.7 and 0.5 < image_cap < 0.7
-
     root = write_synthetic(tmp_path, items=1500, seed=1, noise=0.0)
     tr, te = read_glami(root, "train").frame, read_glami(root, "test").frame
     vec = CountVectorizer(token_pattern=r"\S+", binary=True)
     t_tr, t_te = vec.fit_transform(tr["text"]), vec.transform(te["text"])
-    i_tr = np.stack([_image_features(p) for p in tr["image"]])
-    i_te = np.stack([_image_features(p) for p in te["image"]])
-    mu, sd = i_tr.mean(0), i_tr.std(0) + 1e-6
-    i_tr, i_te = csr_matrix((i_tr - mu) / sd), csr_matrix((i_te - mu) / sd)
+    f_tr = np.stack([_image_features(p) for p in tr["image"]])
+    f_te = np.stack([_image_features(p) for p in te["image"]])
+    mu, sd = f_tr.mean(0), f_tr.std(0) + 1e-6
+    i_tr, i_te = csr_matrix((f_tr - mu) / sd), csr_matrix((f_te - mu) / sd)
 
-    def accuracy(x_tr, x_te) -> float:
-        model = LogisticRegression(max_iter=1000).fit(x_tr, tr["label"])
-        return float((model.predict(x_te) == te["label"].to_numpy()).mean())
+    def accuracy(x_tr, x_te, y_tr=tr["label"], y_te=te["label"]) -> float:
+        model = LogisticRegression(max_iter=1000).fit(x_tr, y_tr)
+        return float((model.predict(x_te) == np.asarray(y_te)).mean())
+
+    # the image shows the silhouette family ...
+    family = {str(1000 + k): FAMILIES[t] for k, (t, _, _) in enumerate(CLASSES)}
+    fam_tr, fam_te = tr["label"].map(family), te["label"].map(family)
+    assert accuracy(f_tr[:, -_SIL:], f_te[:, -_SIL:], fam_tr, fam_te) > 0.95
+    # ... but not the type within it: T-shirts and jackets have the same silhouette statistics
+    types = {str(1000 + k): t for k, (t, _, _) in enumerate(CLASSES)}
+    ratio = pd.Series(f_tr[:, -_SIL], index=tr.index).groupby(tr["label"].map(types).to_numpy()).mean()
+    assert abs(ratio["t-shirt"] - ratio["jacket"]) < 0.06 < 0.3 < ratio["dress"] - ratio["t-shirt"], ratio
 
     text_acc = accuracy(t_tr, t_te)
     image_acc = accuracy(i_tr, i_te)
     both_acc = accuracy(hstack([t_tr, i_tr]).tocsr(), hstack([t_te, i_te]).tocsr())
-    assert text_acc < 0.72 and image_acc < 0.72, (text_acc, image_acc)
+    text_cap, image_cap = modality_caps()
+    assert text_acc < text_cap + 0.05 and image_acc < image_cap + 0.05, (text_acc, image_acc)
     assert both_acc > max(text_acc, image_acc) + 0.15, (text_acc, image_acc, both_acc)
