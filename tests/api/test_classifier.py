@@ -125,3 +125,11 @@ def test_resume_without_a_checkpoint_is_a_clear_error(product_frame, tmp_path):
     frame, root = product_frame
     with pytest.raises(FileNotFoundError, match="no interrupted run"):
         make(root, path=str(tmp_path / "empty")).fit(frame, resume=True)
+
+
+def test_time_limit_stops_at_an_epoch_boundary_and_keeps_the_best(product_frame, tmp_path):
+    frame, root = product_frame
+    clf = make(root, path=str(tmp_path / "timed")).fit(frame, epochs=5, time_limit=0.001, progress=False)
+    assert clf.metrics_["epochs_run"] == 1 and clf.metrics_["stopped_by_time_limit"] is True
+    assert clf.metrics_["best_epoch"] == 1
+    assert (tmp_path / "timed" / "model.safetensors").exists()

@@ -141,3 +141,15 @@ def test_train_on_two_cpu_devices_with_ddp(catalogue, tmp_path):
     assert "Traceback" not in completed.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and (out / "report.md").exists()
+
+
+def test_synth_writes_the_glami_layout(tmp_path):
+    result = runner.invoke(app, ["synth", "--out", str(tmp_path), "--items", "60", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "GLAMI-1M-dataset"
+    train = pd.read_csv(folder / "GLAMI-1M-train.csv")
+    test = pd.read_csv(folder / "GLAMI-1M-test.csv")
+    assert len(train) + len(test) == 60
+    assert {"item_id", "image_id", "name", "description", "geo", "category", "category_name",
+            "label_source"} <= set(train.columns)
+    assert all((folder / "images" / f"{i}.jpg").exists() for i in train["image_id"])
