@@ -167,7 +167,8 @@ class Classifier:
             return column if (require_label or self._has_column(data, column)) else None
 
         catalogue = read_catalogue(
-            data, text_cols=columns.text, image_col=columns.image, label_col=optional(columns.label),
+            data, text_cols=columns.text, image_col=columns.image,
+            label_col=columns.label if require_label else None,  # prediction never needs the label
             id_col=optional(columns.id), language_col=optional(columns.language),
             label_source_col=optional(columns.label_source),
             image_root=columns.image_root, on_bad_row=self.config.on_bad_row, require_label=require_label,

@@ -133,3 +133,13 @@ def test_time_limit_stops_at_an_epoch_boundary_and_keeps_the_best(product_frame,
     assert clf.metrics_["epochs_run"] == 1 and clf.metrics_["stopped_by_time_limit"] is True
     assert clf.metrics_["best_epoch"] == 1
     assert (tmp_path / "timed" / "model.safetensors").exists()
+
+
+def test_predict_on_a_file_without_the_label_column(fitted, product_frame, tmp_path):
+    frame, root = product_frame
+    unlabelled = frame[frame["picture"].map(lambda v: isinstance(v, str))].drop(columns=["category"])
+    unlabelled.to_csv(tmp_path / "new.csv")
+    clone_root = fitted.config.columns.image_root
+    assert clone_root == str(root)
+    labels = fitted.predict(str(tmp_path / "new.csv"))
+    assert len(labels) == len(unlabelled) and set(labels) <= set(fitted.classes_)
