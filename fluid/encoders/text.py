@@ -233,9 +233,14 @@ def build_text_encoder(
     tokenizer = hub.load_tokenizer(source)
     model = hub.load_model(source, config, "text")
     return TextEncoder(
-        model, tokenizer, source=source, freeze=freeze, train_top_layers=train_top_layers,
-        max_length=max_length, overrides=preset_overrides,
+        model, tokenizer, source=_recorded_source(name, source), freeze=freeze,
+        train_top_layers=train_top_layers, max_length=max_length, overrides=preset_overrides,
     )
+
+
+def _recorded_source(name: str, resolved: str) -> str:
+    """What a saved run records: a packaged preset by its name (its folder moves with the environment)."""
+    return str(name) if str(name) in hub.PACKAGED_PRESETS else resolved
 
 
 def load_text_encoder(directory: str | os.PathLike, *, source: str | None = None) -> TextEncoder:
@@ -256,8 +261,9 @@ def load_text_encoder(directory: str | os.PathLike, *, source: str | None = None
         model = init_model(config, "text", overrides.get("seed"))
         src = TINY
     else:
-        src = hub.resolve_source(source or spec["source"])
-        model = hub.load_model(src, config, "text")
+        wanted = source or spec["source"]
+        model = hub.load_model(hub.resolve_source(wanted), config, "text")
+        src = _recorded_source(wanted, hub.resolve_source(wanted))
     return TextEncoder(
         model, tokenizer, source=src, freeze=spec.get("freeze"),
         train_top_layers=int(spec.get("train_top_layers", 0)), max_length=int(spec.get("max_length", 512)),

@@ -104,3 +104,26 @@ def test_pretrained_minilm_from_pypi_package(monkeypatch):
     sim = emb @ emb.T
     assert sim[0, 1] > sim[0, 2] + 0.1  # real semantics: dress ~ gown, not stock market
     assert not out.mask[3].any() and torch.isfinite(out.tokens).all()
+
+
+def test_minilm_preset_by_name_and_run_directory_round_trip(monkeypatch, tmp_path):
+    """`--text-encoder minilm`: the packaged model by name; a saved run records the name, not the folder."""
+    from fluid.encoders import load_text_encoder
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _minilm_dir()  # skips when the package is absent
+    enc = build_text_encoder("minilm", max_length=64)
+    assert enc.dim == 384 and enc.frozen and enc.source == "minilm"
+    enc.save(tmp_path / "text")
+    again = load_text_encoder(tmp_path / "text")
+    assert again.source == "minilm"
+    batch = enc.prepare(["a blue denim jacket", None])
+    torch.testing.assert_close(enc(batch).tokens, again(batch).tokens)
+
+
+def test_packaged_preset_without_its_package_says_what_to_install(monkeypatch):
+    from fluid.encoders import hub
+
+    monkeypatch.setitem(hub.PACKAGED_PRESETS, "nothing-here", ("no_such_module_xyz", "model", "pip install x"))
+    with pytest.raises(hub.EncoderLoadError, match="pip install x"):
+        build_text_encoder("nothing-here")
