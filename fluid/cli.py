@@ -251,6 +251,34 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory.")):
     console.print(f"wrote {path}")
 
 
+# --------------------------------------------------------------------------------------------------- serve
+@app.command()
+def serve(run_dir: Path = typer.Argument(..., help="A run directory written by `fluid train`."),
+          host: str = typer.Option("127.0.0.1", help="Address to bind (default: loopback only)."),
+          port: int = typer.Option(8000, help="Port to listen on."),
+          workers: int = typer.Option(1, min=1, help="Server processes; each loads its own copy of the model."),
+          max_upload_mb: float = typer.Option(10.0, help="Largest request body accepted, in MB (else 413)."),
+          max_batch: int = typer.Option(64, help="Most items in one /predict/batch request.")):
+    """Serve predictions over HTTP (see docs/serving.md)."""
+    try:
+        import uvicorn
+
+        from fluid.serve.app import ENV_MAX_BATCH, ENV_MAX_UPLOAD_MB, ENV_RUN_DIR, create_app
+    except ImportError as error:
+        _fail(f"the server needs the serve extra (pip install -e \".[serve]\"): {error}")
+    if max_upload_mb <= 0 or max_batch < 1:
+        _fail("--max-upload-mb must be > 0 and --max-batch >= 1")
+    if workers == 1:
+        classifier = _load(run_dir)
+        uvicorn.run(create_app(classifier, max_upload_mb=max_upload_mb, max_batch=max_batch),
+                    host=host, port=port, workers=1)
+        return
+    _load(run_dir)  # fail early and clearly on a bad run directory, before starting the workers
+    os.environ.update({ENV_RUN_DIR: str(run_dir.resolve()), ENV_MAX_UPLOAD_MB: str(max_upload_mb),
+                       ENV_MAX_BATCH: str(max_batch)})
+    uvicorn.run("fluid.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers)
+
+
 @app.command()
 def models():
     """List the available model heads."""

@@ -1,0 +1,250 @@
+"""The HTTP prediction server: a thin FastAPI layer over :meth:`fluid.Classifier.predict_top_k`.
+
+* The model is loaded once, when the app is created (``Classifier.load``, read-only).
+* Inference calls are serialised with a ``threading.Lock``: the endpoints are plain ``def`` functions run in
+  the server's thread pool, and one PyTorch forward pass at a time runs on the CPU (torch already uses all
+  cores inside one call). No micro-batching yet: concurrent requests wait for the lock.
+* Bad input is answered with JSON ``{"detail": ...}`` and 400/413/422, never 500.
+* Images arrive only as uploaded bytes or base64; URLs are never fetched.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import threading
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
+from pydantic import BaseModel, ConfigDict, Field
+
+import fluid
+from fluid.data import BadImageError, load_image
+
+__all__ = ["create_app", "app_from_env", "ENV_RUN_DIR", "ENV_MAX_UPLOAD_MB", "ENV_MAX_BATCH"]
+
+ENV_RUN_DIR = "FLUID_SERVE_RUN_DIR"
+ENV_MAX_UPLOAD_MB = "FLUID_SERVE_MAX_UPLOAD_MB"
+ENV_MAX_BATCH = "FLUID_SERVE_MAX_BATCH"
+
+
+# ----------------------------------------------------------------------------------------------- schemas
+class LabelScore(BaseModel):
+    label: str
+    probability: float = Field(ge=0.0, le=1.0)
+
+
+class Prediction(BaseModel):
+    labels: list[LabelScore] = Field(description="Top-k labels, most probable first.")
+    gate: Optional[list[float]] = Field(
+        None, description="FLUID heads: the gate a (image weight, 0..1) per query position; else null.")
+    gate_mean: Optional[float] = None
+    missing: list[str] = Field(default_factory=list, description="Modalities absent from the input.")
+
+
+class ItemError(BaseModel):
+    error: str
+
+
+class BatchItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # e.g. an "image_url" key is refused (422): no URL fetching
+
+    text: Optional[str] = None
+    image_base64: Optional[str] = Field(None, description="The image file's bytes, base64 (standard alphabet).")
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Info(BaseModel):
+    model: str
+    classes: list[str]
+    text_encoder: str
+    image_encoder: str
+    fluid_version: str
+    max_upload_mb: float
+    max_batch: int
+
+
+# ----------------------------------------------------------------------------------------------- body limit
+class BodySizeLimit:
+    """Pure ASGI middleware: 413 when ``Content-Length`` is over the limit; a body without one (chunked) is
+    read up to the limit, refused with 413 past it, and replayed to the app otherwise."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _reject(self, send) -> None:
+        body = (b'{"detail":"request body too large: the limit is %d bytes"}' % self.max_bytes)
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                too_large = int(length) > self.max_bytes
+            except ValueError:
+                too_large = False  # the server's HTTP parser rejects malformed lengths
+            if too_large:
+                return await self._reject(send)
+            return await self.app(scope, receive, send)
+        if scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return await self._reject(send)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
+# ----------------------------------------------------------------------------------------------- the app
+def _clean_text(text: Optional[str]) -> Optional[str]:
+    return text if text is not None and text.strip() else None
+
+
+def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_upload_mb: float = 10,
+               max_batch: int = 64) -> FastAPI:
+    """A FastAPI app serving one trained run. ``run_dir_or_classifier``: a run directory (loaded once here
+    with ``Classifier.load``) or a fitted :class:`fluid.Classifier`."""
+    from fluid import Classifier
+
+    if isinstance(run_dir_or_classifier, (str, os.PathLike)):
+        classifier = Classifier.load(Path(run_dir_or_classifier))
+    else:
+        classifier = run_dir_or_classifier
+        classifier._check_fitted()
+    if max_upload_mb <= 0 or max_batch < 1:
+        raise ValueError("max_upload_mb must be > 0 and max_batch >= 1")
+    max_bytes = int(max_upload_mb * 1024 * 1024)
+    columns = classifier.config.columns
+    text_column = columns.text[0]
+    image_column = columns.image or "image"
+    n_classes = len(classifier.classes_)
+    lock = threading.Lock()
+
+    def check_top_k(top_k: Optional[int]) -> int:
+        if top_k is None:  # the default: 5, or every class when there are fewer
+            return min(5, n_classes)
+        if not 1 <= top_k <= n_classes:
+            raise HTTPException(422, f"top_k must be between 1 and {n_classes} (the number of classes)")
+        return top_k
+
+    def predict_rows(rows: list[dict], top_k: int) -> list[dict]:
+        with lock:  # one inference at a time (CPU torch); see the module docstring
+            return classifier.predict_top_k(rows, k=top_k)
+
+    app = FastAPI(title="FLUID prediction server", version=fluid.__version__,
+                  description="Multimodal (image + text) product classification. Images are uploaded, "
+                              "never fetched from URLs.")
+    app.add_middleware(BodySizeLimit, max_bytes=max_bytes)
+    app.state.classifier = classifier
+
+    @app.get("/health", response_model=Health)
+    def health():
+        return {"status": "ok"}
+
+    @app.get("/info", response_model=Info)
+    def info():
+        config = classifier.config
+        return {"model": config.model, "classes": list(classifier.classes_), "text_encoder": config.text_encoder,
+                "image_encoder": config.image_encoder, "fluid_version": fluid.__version__,
+                "max_upload_mb": max_upload_mb, "max_batch": max_batch}
+
+    @app.post("/predict", response_model=Prediction,
+              responses={400: {"description": "no modality, or an unreadable image"},
+                         413: {"description": "request body or image over the upload limit"}})
+    def predict(image: Optional[UploadFile] = File(None, description="Product image file."),
+                text: Optional[str] = Form(None, description="Product text (name and description)."),
+                top_k: Optional[int] = Form(None, description="How many labels to return (1..number of classes; "
+                                                             "default 5 or the number of classes if fewer).")):
+        top_k = check_top_k(top_k)
+        data = None
+        if image is not None:
+            data = image.file.read(max_bytes + 1)  # guard the bytes actually read, whatever the headers said
+            if len(data) > max_bytes:
+                raise HTTPException(413, f"image too large: the limit is {max_upload_mb} MB")
+            if not data and not image.filename:
+                data = None  # an empty file field (a form with no file chosen)
+        text = _clean_text(text)
+        if data is None and text is None:
+            raise HTTPException(400, "give an image, a text, or both")
+        if data is not None:
+            try:
+                load_image(data)
+            except BadImageError as error:
+                raise HTTPException(400, f"unreadable image: {error}") from None
+        result = predict_rows([{text_column: text, image_column: data}], top_k)[0]
+        if result.get("error"):  # cannot happen after the checks above; never a 500 for input
+            raise HTTPException(400, result["error"])
+        return result
+
+    @app.post("/predict/batch", response_model=list[Union[Prediction, ItemError]],
+              responses={413: {"description": "too many items, or the body is over the upload limit"}})
+    def predict_batch(items: list[BatchItem],
+                      top_k: Optional[int] = Query(None, description="How many labels per item (1..number of classes; "
+                                                              "default 5 or the number of classes if fewer).")):
+        top_k = check_top_k(top_k)
+        if len(items) > max_batch:
+            raise HTTPException(413, f"too many items: {len(items)} > max_batch {max_batch}")
+        results: list[Optional[dict]] = [None] * len(items)
+        rows, positions = [], []
+        for position, item in enumerate(items):
+            text, data = _clean_text(item.text), None
+            if item.image_base64 is not None and item.image_base64.strip():
+                try:
+                    data = base64.b64decode(item.image_base64, validate=True)
+                except (binascii.Error, ValueError) as error:
+                    results[position] = {"error": f"image_base64 is not valid base64 ({error})"}
+                    continue
+                try:
+                    load_image(data)
+                except BadImageError as error:
+                    results[position] = {"error": f"unreadable image: {error}"}
+                    continue
+            if data is None and text is None:
+                results[position] = {"error": "give text, image_base64, or both"}
+                continue
+            rows.append({text_column: text, image_column: data})
+            positions.append(position)
+        if rows:
+            for position, result in zip(positions, predict_rows(rows, top_k)):
+                results[position] = {"error": result["error"]} if result.get("error") else result
+        return results
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (used by ``fluid serve --workers N``): reads the environment."""
+    run_dir = os.environ.get(ENV_RUN_DIR)
+    if not run_dir:
+        raise RuntimeError(f"set {ENV_RUN_DIR} to a run directory")
+    return create_app(run_dir, max_upload_mb=float(os.environ.get(ENV_MAX_UPLOAD_MB, "10")),
+                      max_batch=int(os.environ.get(ENV_MAX_BATCH, "64")))
