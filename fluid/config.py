@@ -137,3 +137,16 @@ def demo_config(model: str = "fluid", **overrides) -> RunConfig:
     )
     base.update(overrides)
     return RunConfig.from_dict(base)
+
+
+#: The smallest model that trains: for smoke tests of a pipeline (CI, a new data source), not for accuracy.
+#: ``Classifier(**SMOKE_TEST_OVERRIDES, ...)`` or the keys of a ``--config`` YAML file.
+SMOKE_TEST_OVERRIDES = {
+    "text_encoder": "tiny", "image_encoder": "tiny", "epochs": 2, "batch_size": 16, "lr": 0.002,
+    "head": {"hidden_dim": 32, "num_queries": 4, "num_experts": 4, "num_heads": 2},
+    "encoder_overrides": {
+        "text": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
+        "image": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+                  "image_size": 32, "patch_size": 8},
+    },
+}

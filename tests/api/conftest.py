@@ -5,15 +5,11 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+from fluid.config import SMOKE_TEST_OVERRIDES
 from PIL import Image
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}
-TINY = dict(text_encoder="tiny", image_encoder="tiny", epochs=2, batch_size=16, lr=2e-3,
-            head={"hidden_dim": 32, "num_queries": 4, "num_experts": 4, "num_heads": 2},
-            encoder_overrides={"text": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                                        "intermediate_size": 64},
-                               "image": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                                         "intermediate_size": 64, "image_size": 32, "patch_size": 8}})
+TINY = SMOKE_TEST_OVERRIDES
 
 
 def _image(colour):

@@ -13,18 +13,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from fluid import Classifier
+from fluid.config import SMOKE_TEST_OVERRIDES
 from fluid.cli import app
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}
-TINY_CONFIG = {
-    "text_encoder": "tiny", "image_encoder": "tiny", "epochs": 2, "batch_size": 16, "lr": 0.002,
-    "head": {"hidden_dim": 32, "num_queries": 4, "num_experts": 4, "num_heads": 2},
-    "encoder_overrides": {
-        "text": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
-        "image": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
-                  "image_size": 32, "patch_size": 8},
-    },
-}
+TINY_CONFIG = SMOKE_TEST_OVERRIDES
 runner = CliRunner()
 
 

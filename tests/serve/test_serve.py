@@ -19,19 +19,12 @@ pytest.importorskip("multipart")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from fluid import Classifier  # noqa: E402
+from fluid.config import SMOKE_TEST_OVERRIDES  # noqa: E402
 from fluid.serve import create_app  # noqa: E402
 
-# The fixture of tests/cli/test_cli.py, copied (smaller: no bad rows needed here).
+# A smaller catalogue than tests/cli (no bad rows needed here).
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}
-TINY_CONFIG = {
-    "text_encoder": "tiny", "image_encoder": "tiny", "epochs": 2, "batch_size": 16, "lr": 0.002,
-    "head": {"hidden_dim": 32, "num_queries": 4, "num_experts": 4, "num_heads": 2},
-    "encoder_overrides": {
-        "text": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
-        "image": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
-                  "image_size": 32, "patch_size": 8},
-    },
-}
+TINY_CONFIG = SMOKE_TEST_OVERRIDES
 CLASSES = ["cat-blue", "cat-green", "cat-red"]
 
 
