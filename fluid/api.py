@@ -432,9 +432,11 @@ class Classifier:
         return. Items with neither modality get ``"labels": []`` and ``"error"``."""
         self._check_fitted()
         catalogue = self._read(data, split="test", require_label=False)
-        frame = catalogue.frame
+        return self._top_k_for_frame(catalogue.frame, catalogue.image_root, k)
+
+    def _top_k_for_frame(self, frame: pd.DataFrame, image_root, k: int) -> list[dict]:
         ok = self._scorable(frame).to_numpy()
-        out = self._run(frame[ok], catalogue.image_root)
+        out = self._run(frame[ok], image_root)
         results, scored = [], 0
         for has_modality, text, image in zip(ok, frame["text"], frame["image"]):
             missing = [name for name, value in (("image", image), ("text", text)) if not _present(value)]
@@ -453,6 +455,48 @@ class Classifier:
             })
             scored += 1
         return results
+
+    def predict_to_file(self, data, out: str | Path, *, top_k: int = 5, chunk_size: int = 2048,
+                        progress: bool = True) -> dict:
+        """Scores a whole catalogue chunk by chunk and writes one row per item to ``out`` (.csv or .parquet):
+        ``id, label_1, probability_1, … label_k, probability_k, gate_mean, missing, error``. Rows keep the
+        catalogue's order; the file appears only when complete (written to a temporary name, then renamed).
+
+        Returns:
+            ``{"n_items", "n_scored", "n_unscorable", "n_dropped_by_reader", "bad_rows", "path"}``; rows the
+            reader could not use at all (e.g. neither text nor image in a file) are counted in
+            ``n_dropped_by_reader`` and described in ``bad_rows``.
+        """
+        from rich.progress import Progress
+
+        self._check_fitted()
+        out = Path(out)
+        if out.suffix.lower() not in (".csv", ".parquet"):
+            raise ValueError(f"{out}: the output must end in .csv or .parquet")
+        catalogue = self._read(data, split="test", require_label=False)
+        frame = catalogue.frame
+        tmp = out.with_name(out.name + ".tmp")
+        writer, n_unscorable = None, 0
+        try:
+            with Progress(disable=not progress) as bar:
+                task = bar.add_task("scoring", total=len(frame))
+                for start in range(0, len(frame), chunk_size):
+                    chunk = frame.iloc[start:start + chunk_size]
+                    rows = self._top_k_for_frame(chunk, catalogue.image_root, top_k)
+                    table = _top_k_table(chunk["id"].tolist(), rows, top_k)
+                    n_unscorable += int(table["error"].notna().sum())
+                    writer = _append_table(writer, table, tmp, first=start == 0)
+                    bar.advance(task, len(chunk))
+            if writer is not None and hasattr(writer, "close"):
+                writer.close()
+            if len(frame) == 0:
+                _top_k_table([], [], top_k).to_csv(tmp, index=False)
+            tmp.replace(out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return {"n_items": len(frame), "n_scored": len(frame) - n_unscorable, "n_unscorable": n_unscorable,
+                "n_dropped_by_reader": catalogue.report.dropped_rows, "bad_rows": catalogue.report.to_dict(),
+                "path": str(out)}
 
     def embed(self, data, *, progress: bool = False) -> np.ndarray:
         """The fused representation right before the classifier: N x E (NaN rows for unscorable items)."""
@@ -585,6 +629,42 @@ def _present(value) -> bool:
     if isinstance(value, (bytes, bytearray)):
         return len(value) > 0
     return True
+
+
+def _top_k_table(ids: list, rows: list[dict], k: int) -> pd.DataFrame:
+    """One row per item from :meth:`Classifier.predict_top_k` results (missing ranks left empty)."""
+    records = []
+    for item_id, row in zip(ids, rows):
+        record = {"id": item_id}
+        for rank in range(k):
+            hit = row["labels"][rank] if rank < len(row["labels"]) else None
+            record[f"label_{rank + 1}"] = hit["label"] if hit else None
+            record[f"probability_{rank + 1}"] = hit["probability"] if hit else None
+        record["gate_mean"] = row.get("gate_mean")
+        record["missing"] = ",".join(row["missing"])
+        record["error"] = row.get("error")
+        records.append(record)
+    columns = ["id"] + [f"{name}_{r + 1}" for r in range(k) for name in ("label", "probability")] + [
+        "gate_mean", "missing", "error"]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def _append_table(writer, table: pd.DataFrame, path: Path, *, first: bool):
+    """Appends ``table`` to a CSV file or a Parquet writer; returns the writer to reuse."""
+    if path.name.endswith(".csv.tmp"):
+        table.to_csv(path, mode="w" if first else "a", header=first, index=False)
+        return writer
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(c, pa.string()) if c in ("id", "missing", "error") or c.startswith("label_")
+                        else (c, pa.float64()) for c in table.columns])
+    arrow = pa.Table.from_pandas(table.astype({c: object for c in ("id", "missing", "error")}), schema=schema,
+                                 preserve_index=False)
+    if writer is None:
+        writer = pq.ParquetWriter(str(path), schema)
+    writer.write_table(arrow)
+    return writer
 
 
 def _write_json(path: Path, payload) -> None:

@@ -238,6 +238,27 @@ def predict(run_dir: Path = typer.Argument(..., help="A run directory written by
     print(json.dumps(result, indent=2))
 
 
+# --------------------------------------------------------------------------------------------------- predict-batch
+@app.command("predict-batch")
+def predict_batch(run_dir: Path = typer.Argument(..., help="A run directory written by `fluid train`."),
+                  data: str = typer.Option(..., help="Catalogue to score (labels not needed)."),
+                  out: Path = typer.Option(..., help="Output file: .csv or .parquet."),
+                  top_k: int = typer.Option(5, help="Labels per item."),
+                  chunk_size: int = typer.Option(2048, help="Items scored per chunk.")):
+    """Score a whole catalogue into a CSV/Parquet file (top-k labels with probabilities per item)."""
+    classifier = _load(run_dir)
+    try:
+        summary = classifier.predict_to_file(data, out, top_k=top_k, chunk_size=chunk_size,
+                                             progress=not os.environ.get("CI"))
+    except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
+        _fail(str(error))
+    console.print(f"wrote {summary['n_items']} rows to [bold]{out}[/]; {summary['n_unscorable']} without text or "
+                  f"image (marked in the error column); {summary['n_dropped_by_reader']} rows of the input "
+                  "could not be read and are not in the file", soft_wrap=True)
+    if summary["n_dropped_by_reader"]:
+        console.print(json.dumps(summary["bad_rows"], indent=2, default=str), soft_wrap=True)
+
+
 # --------------------------------------------------------------------------------------------------- report
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="A run directory.")):

@@ -146,3 +146,22 @@ def test_synth_writes_the_glami_layout(tmp_path):
     assert {"item_id", "image_id", "name", "description", "geo", "category", "category_name",
             "label_source"} <= set(train.columns)
     assert all((folder / "images" / f"{i}.jpg").exists() for i in train["image_id"])
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_predict_batch_writes_every_row_in_order(trained, catalogue, tmp_path, suffix):
+    out = tmp_path / f"scores{suffix}"
+    result = runner.invoke(app, ["predict-batch", str(trained), "--data", str(catalogue / "products.csv"),
+                                 "--out", str(out), "--top-k", "2", "--chunk-size", "7"])
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+    source = pd.read_csv(catalogue / "products.csv", encoding="latin-1")
+    kept = source[source["id"] != "bad-row"]  # the reader drops the row with neither text nor image
+    assert scores["id"].astype(str).tolist() == kept["id"].tolist()
+    assert list(scores.columns[:5]) == ["id", "label_1", "probability_1", "label_2", "probability_2"]
+    assert (scores["probability_1"] >= scores["probability_2"]).all()
+    expected = Classifier.load(trained).predict(str(catalogue / "products.csv"))
+    assert scores["label_1"].tolist() == expected.tolist()
+    assert scores.loc[scores["id"] == "missing-image", "missing"].item() == "image"
+    assert not (tmp_path / f"scores{suffix}.tmp").exists()
+    assert "1 rows of the input could not be read" in result.output  # the bad row is reported, not lost
