@@ -16,7 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
@@ -611,13 +610,6 @@ class Classifier:
 
         local = snapshot_download(repo_id=str(name_or_path), revision=revision, **hub_kwargs)
         return cls.load(local)
-
-    def __deepcopy__(self, memo):
-        clone = type(self).__new__(type(self))
-        memo[id(self)] = clone
-        for key, value in self.__dict__.items():
-            setattr(clone, key, copy.deepcopy(value, memo))
-        return clone
 
 
 def _present(value) -> bool:
