@@ -1,0 +1,9 @@
+"""The ``fluid`` command line: a thin layer over :class:`fluid.Classifier` (typer + rich).
+
+One module per group of commands; each registers its commands on the shared :data:`app` when imported.
+"""
+
+from fluid.cli.common import app
+from fluid.cli import data, run, predict, serve  # noqa: F401,E402  (registers the commands)
+
+__all__ = ["app"]

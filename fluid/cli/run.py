@@ -1,0 +1,163 @@
+"""Training and evaluation: ``fluid demo``, ``train``, ``evaluate``, ``report``, ``models``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fluid.cli.common import (app, console, fail, load_run, parse_devices, parse_overrides, results_table,
+                              show_progress, write_eval)
+
+
+DEMO_SYSTEMS = ("fluid", "image-only", "text-only")
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("fluid-demo"), help="Output folder: DIR/<system>/ runs, results.json."),
+         items: Optional[int] = typer.Option(None, help="Catalogue size (default 2000; 1200 with --quick)."),
+         epochs: Optional[int] = typer.Option(None, help="Epochs per system (default 10; 5 with --quick)."),
+         quick: bool = typer.Option(False, "--quick", help="A smaller, faster run (for CI)."),
+         seed: int = typer.Option(0)):
+    """The main job: synthetic catalogue → train FLUID, image-only, text-only → test-set table and report."""
+    from fluid import Classifier
+    from fluid.config import demo_config
+    from fluid.data.synthetic import write_synthetic
+    from fluid.training.report import metrics_table, write_report
+
+    items = items or (1200 if quick else 2000)
+    out.mkdir(parents=True, exist_ok=True)
+    console.rule("[bold]FLUID demo")
+    data = write_synthetic(out / "data", items=items, seed=seed, overwrite=True)
+    console.print(f"synthetic catalogue: {items} items in {data}")
+    results, timings = {}, {}
+    for system in DEMO_SYSTEMS:
+        console.rule(f"training [bold]{system}[/]")
+        config = demo_config(system, seed=seed)
+        if epochs is not None or quick:
+            config.epochs = epochs or 5
+        params = config.to_dict()
+        columns = params.pop("columns")
+        classifier = Classifier(path=str(out / system), **params,
+                                **{k: v for k, v in columns.items() if k in ("label", "image")})
+        started = time.perf_counter()
+        classifier.fit(data, progress=show_progress())
+        timings[system] = time.perf_counter() - started
+        metrics = classifier.evaluate(data)
+        write_eval(out / system, "test", metrics)
+        write_report(out / system)
+        results[system] = metrics
+    summary = {name: {k: m[k] for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1",
+                                         "weighted_f1", "top5_accuracy", "n_items", "n_skipped")}
+               | {"train_seconds": round(timings[name], 1)} for name, m in results.items()}
+    (out / "results.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    (out / "results.md").write_text("# FLUID demo: synthetic catalogue, test split (%)\n\n"
+                                    + metrics_table(results), encoding="utf-8")
+    console.print(results_table("Test split of the synthetic catalogue (%)", results))
+    console.print(f"results: {out / 'results.json'}; reports: {out}/<system>/report.md")
+
+@app.command()
+def train(
+    data: str = typer.Option(..., help="Training data: CSV/TSV/Parquet/JSONL catalogue or GLAMI-1M folder/zip."),
+    model: str = typer.Option("fluid", help="Head name (see `fluid models`)."),
+    out: Path = typer.Option(..., help="Run directory to write."),
+    val_data: Optional[str] = typer.Option(None, help="Validation data; default: a stratified split of --data."),
+    config: Optional[Path] = typer.Option(None, help="YAML config file (keys of config.yaml); options win."),
+    epochs: Optional[int] = typer.Option(None), batch_size: Optional[int] = typer.Option(None),
+    lr: Optional[float] = typer.Option(None),
+    text_encoder: Optional[str] = typer.Option(None, help="Hub name, local dir, or 'tiny'."),
+    image_encoder: Optional[str] = typer.Option(None, help="Hub name, local dir, or 'tiny'."),
+    freeze: Optional[bool] = typer.Option(None, "--freeze/--no-freeze",
+                                          help="Freeze encoders (default: pretrained frozen, tiny trained)."),
+    modality_dropout: Optional[float] = typer.Option(None, help="Drop image or text per sample in training."),
+    devices: str = typer.Option("auto", help="Devices for Lightning: auto, or a number (DDP for several)."),
+    precision: Optional[str] = typer.Option(None, help="32-true, bf16-mixed, 16-mixed, ..."),
+    time_limit: Optional[float] = typer.Option(None, help="Seconds; stops at an epoch boundary."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    seed: Optional[int] = typer.Option(None),
+    text_col: list[str] = typer.Option(["text"], help="Text column(s); repeat to join several."),
+    image_col: str = typer.Option("image"), label_col: str = typer.Option("label"),
+    id_col: Optional[str] = typer.Option(None), language_col: Optional[str] = typer.Option(None),
+    label_source_col: Optional[str] = typer.Option(None),
+    image_root: Optional[str] = typer.Option(None, help="Folder image paths are relative to (default: file's)."),
+    encoding: Optional[str] = typer.Option(None, help="Text encoding of the file (default: detected)."),
+    on_bad_row: Optional[str] = typer.Option(None, help="skip | missing-modality | fail"),
+    head: list[str] = typer.Option([], help="Head override KEY=VALUE (e.g. num_experts=8); repeatable."),
+):
+    """Train a model and write its run directory."""
+    from fluid import Classifier
+    from fluid.config import RunConfig
+    from fluid.training.report import write_report
+
+    params = {}
+    if config is not None:
+        loaded = RunConfig.load(config).to_dict()
+        columns = loaded.pop("columns")
+        params.update(loaded)
+        params.update({k: v for k, v in columns.items() if k != "encoding"})
+    options = dict(model=model, epochs=epochs, batch_size=batch_size, lr=lr, text_encoder=text_encoder,
+                   image_encoder=image_encoder, freeze=freeze, modality_dropout=modality_dropout,
+                   precision=precision, seed=seed, on_bad_row=on_bad_row, text=text_col, image=image_col,
+                   label=label_col, id=id_col, language=language_col, label_source=label_source_col,
+                   image_root=image_root, encoding=encoding)
+    params.update({k: v for k, v in options.items() if v is not None})
+    if head:
+        params["head"] = {**params.get("head", {}), **parse_overrides(head)}
+    try:
+        classifier = Classifier(path=str(out), **params)
+        classifier.fit(data, val_data, devices=parse_devices(devices), resume=resume, time_limit=time_limit,
+                       progress=show_progress())
+    except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
+        fail(str(error))
+    if classifier.metrics_ is None:
+        return  # a secondary process of a multi-device (DDP) run: the first one writes the report
+    write_report(out)
+    console.print(results_table("Validation (%)", {model: classifier.metrics_["validation"]}))
+    console.print(f"run directory: [bold]{out}[/] (report: {out / 'report.md'})")
+
+
+@app.command()
+def evaluate(run_dir: Path = typer.Argument(..., help="A run directory written by `fluid train`."),
+             data: str = typer.Option(..., help="Labelled data (a GLAMI-1M folder uses its test split)."),
+             drop_modality: Optional[str] = typer.Option(None, help="Remove 'image' or 'text' from every item."),
+             json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics to this file.")):
+    """Evaluate a trained run on labelled data."""
+    from fluid.api import _write_json
+    from fluid.training.report import write_report
+
+    classifier = load_run(run_dir)
+    try:
+        metrics = classifier.evaluate(data, drop_modality=drop_modality, progress=show_progress())
+    except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
+        fail(str(error))
+    name = "test" if drop_modality is None else f"test-without-{drop_modality}"
+    write_eval(run_dir, name, metrics)
+    write_report(run_dir)
+    if json_out is not None:
+        _write_json(json_out, metrics)
+    console.print(results_table(f"{run_dir} on {data} (%)", {classifier.config.model: metrics}))
+    if metrics.get("n_skipped") or metrics.get("n_unknown_label"):
+        console.print(f"skipped items: {metrics['n_skipped']}; unknown labels: {metrics['n_unknown_label']} "
+                      f"{metrics.get('unknown_labels', [])[:10]}")
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run directory.")):
+    """(Re)build report.md and its plots for a run."""
+    from fluid.training.report import write_report
+
+    try:
+        path = write_report(run_dir)
+    except FileNotFoundError as error:
+        fail(str(error))
+    console.print(f"wrote {path}")
+
+@app.command()
+def models():
+    """List the available model heads."""
+    from fluid.model import available_heads
+
+    for name in available_heads():
+        console.print(name)

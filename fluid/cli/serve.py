@@ -1,0 +1,37 @@
+"""``fluid serve``: the HTTP server (docs/serving.md)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from fluid.cli.common import app, fail, load_run
+
+
+@app.command()
+def serve(run_dir: Path = typer.Argument(..., help="A run directory written by `fluid train`."),
+          host: str = typer.Option("127.0.0.1", help="Address to bind (default: loopback only)."),
+          port: int = typer.Option(8000, help="Port to listen on."),
+          workers: int = typer.Option(1, min=1, help="Server processes; each loads its own copy of the model."),
+          max_upload_mb: float = typer.Option(10.0, help="Largest request body accepted, in MB (else 413)."),
+          max_batch: int = typer.Option(64, help="Most items in one /predict/batch request.")):
+    """Serve predictions over HTTP (see docs/serving.md)."""
+    try:
+        import uvicorn
+
+        from fluid.serve.app import ENV_MAX_BATCH, ENV_MAX_UPLOAD_MB, ENV_RUN_DIR, create_app
+    except ImportError as error:
+        fail(f"the server needs the serve extra (pip install -e \".[serve]\"): {error}")
+    if max_upload_mb <= 0 or max_batch < 1:
+        fail("--max-upload-mb must be > 0 and --max-batch >= 1")
+    if workers == 1:
+        classifier = load_run(run_dir)
+        uvicorn.run(create_app(classifier, max_upload_mb=max_upload_mb, max_batch=max_batch),
+                    host=host, port=port, workers=1)
+        return
+    load_run(run_dir)  # fail early and clearly on a bad run directory, before starting the workers
+    os.environ.update({ENV_RUN_DIR: str(run_dir.resolve()), ENV_MAX_UPLOAD_MB: str(max_upload_mb),
+                       ENV_MAX_BATCH: str(max_batch)})
+    uvicorn.run("fluid.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers)
