@@ -32,6 +32,7 @@ import torch
 from sklearn.exceptions import NotFittedError
 
 from fluid.config import Columns, RunConfig
+from fluid.data.schema import has_value
 
 log = logging.getLogger("fluid")
 
@@ -198,6 +199,11 @@ class Classifier:
         from fluid.training.network import MultimodalNetwork, head_modalities
 
         cfg = self.config
+        if _is_classical(cfg.model):  # a classical baseline: the Classifier delegates to fluid.baselines
+            from fluid.baselines import ClassicalModel
+
+            return ClassicalModel(cfg.model, self.classes_, cfg.head, modality_dropout=cfg.modality_dropout,
+                                  seed=cfg.seed)
         uses_image, uses_text = head_modalities(cfg.model)
         overrides = cfg.encoder_overrides or {}
         text_encoder = image_encoder = None
@@ -222,19 +228,46 @@ class Classifier:
         return MultimodalNetwork(head, text_encoder, image_encoder, modality_dropout=cfg.modality_dropout)
 
     def _loader(self, frame: pd.DataFrame, image_root, *, shuffle: bool, drop_modality: str | None = None,
-                label_map: dict | None = None):
+                label_map: dict | None = None, corruption=None, features: dict | None = None,
+                bucket: bool = False):
+        """DataLoader over a canonical frame. ``features``: cached encoder features per modality (rows aligned
+        with ``frame``), used instead of running that encoder. ``bucket``: shuffled training batches of similar
+        text length (less padding) when ``length_bucketing`` is on and the text encoder runs."""
         from torch.utils.data import DataLoader
 
         from fluid.data.dataset import CatalogueDataset
+        from fluid.encoders import LengthBucketSampler
         from fluid.training.network import Collator
         from fluid.training.sampling import EpochShuffleSampler
 
+        cfg = self.config
+        features = features or {}
         label_map = label_map if label_map is not None else {c: i for i, c in enumerate(self.classes_)}
-        dataset = CatalogueDataset(frame, label_map, image_root=image_root, on_bad_row=self.config.on_bad_row)
-        collate = Collator.for_network(self.network, drop_modality=drop_modality)
-        sampler = EpochShuffleSampler(len(dataset), seed=self.config.seed) if shuffle else None
-        return DataLoader(dataset, batch_size=self.config.batch_size, sampler=sampler, collate_fn=collate,
-                          num_workers=self.config.num_workers, persistent_workers=self.config.num_workers > 0)
+        dataset = CatalogueDataset(frame, label_map, image_root=image_root, on_bad_row=cfg.on_bad_row,
+                                   corruption=corruption, load_images="image" not in features)
+        collate = Collator.for_network(self.network, drop_modality=drop_modality, features=features)
+        workers = dict(num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
+                       pin_memory=cfg.num_workers > 0 and torch.cuda.is_available())
+        text_encoder = self.network.text_encoder
+        if shuffle and bucket and cfg.length_bucketing and text_encoder is not None and "text" not in features:
+            lengths = text_encoder.lengths([t if isinstance(t, str) else None for t in frame["text"].tolist()])
+            batches = LengthBucketSampler(lengths, cfg.batch_size, shuffle=True, seed=cfg.seed)
+            return DataLoader(dataset, batch_sampler=batches, collate_fn=collate, **workers)
+        sampler = EpochShuffleSampler(len(dataset), seed=cfg.seed) if shuffle else None
+        return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, **workers)
+
+    def _cached_features(self, frames: list[tuple[pd.DataFrame, Any]], progress: bool) -> list[dict]:
+        """Per (frame, image_root): the frozen encoders' features from the on-disk cache (built where missing),
+        or ``{}`` when the cache is off or no encoder can be cached (see :mod:`fluid.training.features`)."""
+        from fluid.encoders import FeatureCache
+        from fluid.training.features import cache_root, cached_features
+
+        root = cache_root(self.config.feature_cache)
+        if root is None:
+            return [{} for _ in frames]
+        cache = FeatureCache(root, budget_bytes=int(self.config.feature_cache_budget_gb * 1024**3))
+        return [cached_features(self.network, frame, image_root, cache, batch_size=self.config.batch_size,
+                                progress=progress) for frame, image_root in frames]
 
     # ----------------------------------------------------------------- training
     def fit(self, train, val=None, *, epochs: int | None = None, time_limit: float | None = None,
@@ -279,7 +312,7 @@ class Classifier:
             val_cat = self._read(val, split="val", require_label=True)
             val_frame, val_root = val_cat.frame, val_cat.image_root
             bad_rows["val"] = val_cat.report.to_dict()
-        (run_dir / "bad_rows.json").write_text(json.dumps(bad_rows, indent=2, default=str), encoding="utf-8")
+        _write_json(run_dir / "bad_rows.json", bad_rows)
 
         labels_path = run_dir / LABELS_FILE
         if resume and labels_path.exists():
@@ -299,12 +332,22 @@ class Classifier:
 
         train_counts = train_frame["label"].astype(str).value_counts().to_dict()
         started = time.perf_counter()
-        result = train_network(
-            self.network, cfg, num_classes=len(self.classes_), run_dir=run_dir,
-            train_loader=self._loader(train_frame, train_cat.image_root, shuffle=True),
-            val_loader=self._loader(val_frame, val_root, shuffle=False),
-            devices=devices, resume=resume, time_limit=time_limit, progress=progress,
-        )
+        if _is_classical(cfg.model):
+            from fluid.training.trainer import TrainResult
+
+            self.network.fit(train_frame, train_cat.image_root)
+            result = TrainResult(best_epoch=None, epochs_run=1, best_score=None, stopped_by_time=False)
+        else:
+            train_features, val_features = self._cached_features(
+                [(train_frame, train_cat.image_root), (val_frame, val_root)], progress=progress)
+            result = train_network(
+                self.network, cfg, num_classes=len(self.classes_), run_dir=run_dir,
+                # Lightning's DDP sampler swap cannot wrap a custom batch sampler: no bucketing across devices
+                train_loader=self._loader(train_frame, train_cat.image_root, shuffle=True,
+                                          features=train_features, bucket=not _is_multi_device(devices)),
+                val_loader=self._loader(val_frame, val_root, shuffle=False, features=val_features),
+                devices=devices, resume=resume, time_limit=time_limit, progress=progress,
+            )
         train_seconds = time.perf_counter() - started
         if not result.is_global_zero:
             return self  # under DDP only the first process evaluates and writes the run directory
@@ -324,9 +367,12 @@ class Classifier:
 
     def _write_static(self, run_dir: Path) -> None:
         """Config, label map and encoder assets: everything but the weights."""
-        self.config.save(run_dir / CONFIG_FILE)
+        self.config.save(run_dir / (CONFIG_FILE + ".tmp"))
+        (run_dir / (CONFIG_FILE + ".tmp")).replace(run_dir / CONFIG_FILE)  # atomic
         _write_json(run_dir / LABELS_FILE, {"classes": self.classes_})
         encoder_dir = run_dir / "encoders"
+        if _is_classical(self.config.model):
+            return
         if self.network.text_encoder is not None:
             self.network.text_encoder.save(encoder_dir / "text")
         if self.network.image_encoder is not None:
@@ -347,6 +393,9 @@ class Classifier:
     def _save_weights(self, path: Path) -> None:
         from safetensors.torch import save_file
 
+        if _is_classical(self.config.model):
+            self.network.save(path)
+            return
         tmp = path.with_suffix(".tmp")
         save_file(self._saved_state(), str(tmp), metadata={"format": "pt", "fluid_model": self.config.model})
         tmp.replace(path)
@@ -354,7 +403,17 @@ class Classifier:
     def _load_weights(self, path: Path) -> None:
         from safetensors.torch import load_file
 
-        state = load_file(str(path))
+        if _is_classical(self.config.model):
+            from fluid.baselines import ClassicalModel
+
+            self.network = ClassicalModel.load(path)
+            return
+        try:
+            state = load_file(str(path))
+        except Exception as error:  # noqa: BLE001 - safetensors raises its own error types
+            raise ValueError(f"{path}: refused to load the weights: not a valid safetensors file (run directories "
+                             f"hold safetensors only, never a pickle; the file may be truncated or replaced): "
+                             f"{str(error).strip() or type(error).__name__}") from None
         missing, unexpected = self.network.load_state_dict(state, strict=False)
         saved_prefixes = {k.split(".")[0] for k in state}
         missing = [k for k in missing if k.split(".")[0] in saved_prefixes | {"head"}]
@@ -365,16 +424,20 @@ class Classifier:
     # ----------------------------------------------------------------- inference
     @torch.no_grad()
     def _run(self, frame: pd.DataFrame, image_root, *, drop_modality: str | None = None, progress: bool = False,
-             want_embedding: bool = False) -> dict:
+             want_embedding: bool = False, corruption=None) -> dict:
         """Scores a canonical frame. Returns arrays aligned with ``frame``: proba (N x C), labels (N; -1 unknown),
-        embedding (N x E, if asked), gate (N x l or None), expert_load (E or None)."""
+        embedding (N x E, if asked), gate (N x l or None), expert_load (E or None), routing (N x E or None)."""
         from rich.progress import Progress
 
         if drop_modality not in (None, "image", "text"):
             raise ValueError(f"drop_modality must be None, 'image' or 'text', got {drop_modality!r}")
+        if _is_classical(self.config.model):
+            return self.network.run(frame, image_root, drop_modality=drop_modality, want_embedding=want_embedding,
+                                    corruption=corruption)
         self.network.eval()
-        loader = self._loader(frame, image_root, shuffle=False, drop_modality=drop_modality)
-        probas, labels, embeddings, gates, loads = [], [], [], [], []
+        loader = self._loader(frame, image_root, shuffle=False, drop_modality=drop_modality, corruption=corruption)
+        probas, labels, embeddings, gates, loads, routings = [], [], [], [], [], []
+        unreadable: list[dict] = []  # images that failed to decode (scored without their image)
         with Progress(transient=True, disable=not progress) as bar:
             task = bar.add_task("scoring", total=len(frame))
             for batch in loader:
@@ -387,6 +450,13 @@ class Classifier:
                     gates.append(output.gate.float().numpy())
                 if output.expert_load is not None:
                     loads.append(output.expert_load.float().numpy() * len(batch["label"]))
+                if getattr(output, "routing", None) is not None:
+                    routings.append(output.routing.float().numpy())
+                for position, problems in zip(batch["index"].tolist(), batch.get("problems", [])):
+                    row = frame.index[position]
+                    unreadable += [{"row": row.item() if hasattr(row, "item") else row,
+                                    "id": frame["id"].iloc[position], "problem": problem[len("image: "):]}
+                                   for problem in problems if problem.startswith("image: ")]
                 bar.advance(task, len(batch["label"]))
         n_classes = len(self.classes_)
         return {
@@ -395,12 +465,14 @@ class Classifier:
             "embedding": np.concatenate(embeddings) if embeddings else None,
             "gate": np.concatenate(gates) if gates else None,
             "expert_load": (np.sum(loads, axis=0) / max(len(frame), 1)) if loads else None,
+            "routing": np.concatenate(routings) if routings else None,
+            "unreadable_images": unreadable,
         }
 
     @staticmethod
     def _scorable(frame: pd.DataFrame) -> pd.Series:
         """Rows that have at least one modality."""
-        return frame["text"].map(_present) | frame["image"].map(_present)
+        return frame["text"].map(has_value) | frame["image"].map(has_value)
 
     def predict_proba(self, data, *, drop_modality: str | None = None, progress: bool = False) -> pd.DataFrame:
         """Class probabilities: one column per class, rows aligned with the input (NaN rows for items with
@@ -427,8 +499,10 @@ class Classifier:
 
     def predict_top_k(self, data, k: int = 5) -> list[dict]:
         """Per item: ``{"labels": [{"label", "probability"}...k], "gate": [l floats] | None,
-        "gate_mean": float | None, "missing": ["image"|"text"...]}`` — what ``fluid predict`` and the server
-        return. Items with neither modality get ``"labels": []`` and ``"error"``."""
+        "gate_mean": float | None, "experts": [{"expert", "weight"}...] | None, "missing": ["image"|"text"...]}``
+        — what ``fluid predict`` and the server return. ``experts`` are the MoE experts the item was routed to
+        (FLUID heads with the MoE; at most the head's top_k, weights renormalised to sum to 1, largest first).
+        Items with neither modality get ``"labels": []`` and ``"error"``."""
         self._check_fitted()
         catalogue = self._read(data, split="test", require_label=False)
         return self._top_k_for_frame(catalogue.frame, catalogue.image_root, k)
@@ -438,10 +512,10 @@ class Classifier:
         out = self._run(frame[ok], image_root)
         results, scored = [], 0
         for has_modality, text, image in zip(ok, frame["text"], frame["image"]):
-            missing = [name for name, value in (("image", image), ("text", text)) if not _present(value)]
+            missing = [name for name, value in (("image", image), ("text", text)) if not has_value(value)]
             if not has_modality:
-                results.append({"labels": [], "gate": None, "gate_mean": None, "missing": missing,
-                                "error": "neither text nor image"})
+                results.append({"labels": [], "gate": None, "gate_mean": None, "experts": None,
+                                "missing": missing, "error": "neither text nor image"})
                 continue
             proba = out["proba"][scored]
             order = np.argsort(-proba, kind="stable")[: max(1, k)]
@@ -450,10 +524,18 @@ class Classifier:
                 "labels": [{"label": self.classes_[i], "probability": float(proba[i])} for i in order],
                 "gate": gate.tolist() if gate is not None else None,
                 "gate_mean": float(gate.mean()) if gate is not None else None,
+                "experts": self._chosen_experts(out["routing"][scored]) if out["routing"] is not None else None,
                 "missing": missing,
             })
             scored += 1
         return results
+
+    def _chosen_experts(self, routing: np.ndarray) -> list[dict]:
+        """E routing weights of one item -> its chosen experts, largest weight first, weights summing to 1."""
+        top_k = getattr(getattr(self.network.head, "config", None), "top_k", len(routing))
+        order = [i for i in np.argsort(-routing, kind="stable")[:top_k] if routing[i] > 0]
+        total = float(sum(routing[i] for i in order)) or 1.0
+        return [{"expert": int(i), "weight": float(routing[i]) / total} for i in order]
 
     def predict_to_file(self, data, out: str | Path, *, top_k: int = 5, chunk_size: int = 2048,
                         progress: bool = True) -> dict:
@@ -510,23 +592,35 @@ class Classifier:
             result[ok] = out["embedding"]
         return result
 
-    def evaluate(self, data, *, drop_modality: str | None = None, progress: bool = False) -> dict:
+    def evaluate(self, data, *, drop_modality: str | None = None, corrupt=None, progress: bool = False) -> dict:
         """Metrics on labelled data, with the keys of ``fluid evaluate --json``. Unknown labels are counted
-        (``n_unknown_label``) and score as errors; unscorable rows are counted in ``n_skipped``."""
+        (``n_unknown_label``) and score as errors; unscorable rows are counted in ``n_skipped``.
+
+        ``corrupt``: ``"NAME[:SEVERITY]"`` (e.g. ``"image-blur:2"``, ``"text-typos:4"``; see
+        :mod:`fluid.data.corruptions`) or a ``Corruption``: every item's image or text is corrupted
+        (deterministically, seeded by the run's seed and the item id) before scoring; recorded as
+        ``metrics["corruption"]``."""
+        from fluid.data.corruptions import parse_corruption
+
         self._check_fitted()
+        corruption = parse_corruption(corrupt, seed=self.config.seed) if corrupt is not None else None
         catalogue = self._read(data, split="test", require_label=True)
+        if not self._scorable(catalogue.frame).any():
+            raise ValueError(f"nothing to evaluate in {catalogue.source}: no row has a label and a usable text or "
+                             f"image ({catalogue.report})")
         metrics = self._evaluate_frame(catalogue.frame, catalogue.image_root, drop_modality=drop_modality,
-                                       progress=progress, n_skipped=catalogue.report.dropped_rows)
+                                       progress=progress, n_skipped=catalogue.report.dropped_rows,
+                                       corruption=corruption)
         metrics["bad_rows"] = catalogue.report.to_dict()
         return metrics
 
     def _evaluate_frame(self, frame: pd.DataFrame, image_root, *, drop_modality: str | None = None,
-                        progress: bool = False, n_skipped: int = 0) -> dict:
+                        progress: bool = False, n_skipped: int = 0, corruption=None) -> dict:
         from fluid.training.metrics import compute_metrics
 
         ok = self._scorable(frame)
         scored = frame[ok]
-        out = self._run(scored, image_root, drop_modality=drop_modality, progress=progress)
+        out = self._run(scored, image_root, drop_modality=drop_modality, progress=progress, corruption=corruption)
         metrics = compute_metrics(
             out["labels"], out["proba"], self.classes_,
             languages=scored["language"].tolist() if "language" in scored else None,
@@ -536,6 +630,10 @@ class Classifier:
         unknown = sorted({str(v) for v in scored["label"][out["labels"] < 0].dropna()})
         metrics["unknown_labels"] = unknown[:50]
         metrics["drop_modality"] = drop_modality
+        metrics["corruption"] = corruption.label if corruption is not None else None
+        unreadable = out.get("unreadable_images") or []
+        metrics["n_unreadable_image"] = len(unreadable)
+        metrics["unreadable_images"] = unreadable[:20]
         if out["gate"] is not None:
             metrics["gate_mean"] = float(out["gate"].mean())
             metrics["gate_histogram"] = np.histogram(out["gate"].mean(axis=1), bins=10, range=(0, 1))[0].tolist()
@@ -581,7 +679,8 @@ class Classifier:
         self.classes_ = json.loads((directory / LABELS_FILE).read_text(encoding="utf-8"))["classes"]
         self.network = self._build_network(corpus=None, encoder_dir=directory / "encoders")
         self._load_weights(directory / WEIGHTS_FILE)
-        self.network.eval()
+        if not _is_classical(config.model):
+            self.network.eval()
         metrics_path = directory / METRICS_FILE
         self.metrics_ = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else None
         return self
@@ -612,15 +711,22 @@ class Classifier:
         return cls.load(local)
 
 
-def _present(value) -> bool:
-    """True for a usable cell: not None/NaN, not an empty or blank string."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return False
-    if isinstance(value, str):
-        return value.strip() != ""
-    if isinstance(value, (bytes, bytearray)):
-        return len(value) > 0
-    return True
+def _is_classical(model: str) -> bool:
+    """True for the classical baselines of :mod:`fluid.baselines` (no encoders, no head)."""
+    from fluid.baselines import is_classical
+
+    return is_classical(model)
+
+
+def _is_multi_device(devices) -> bool:
+    """Whether Lightning's ``devices`` value means several processes (DDP)."""
+    if isinstance(devices, (list, tuple)):
+        return len(devices) > 1
+    if isinstance(devices, int) or (isinstance(devices, str) and devices.lstrip("-").isdigit()):
+        count = int(devices)
+        return count > 1 or (count == -1 and torch.cuda.device_count() > 1)
+    return devices == "auto" and torch.cuda.device_count() > 1
+
 
 
 def _top_k_table(ids: list, rows: list[dict], k: int) -> pd.DataFrame:
@@ -678,4 +784,6 @@ def _json_default(value):
 def _write_split(path: Path, train: pd.DataFrame, val: pd.DataFrame) -> None:
     split = pd.concat([pd.DataFrame({"id": train["id"], "split": "train"}),
                        pd.DataFrame({"id": val["id"], "split": "val"})])
-    split.to_csv(path, index=False)
+    tmp = path.with_name(path.name + ".tmp")
+    split.to_csv(tmp, index=False)
+    tmp.replace(path)

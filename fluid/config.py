@@ -55,6 +55,11 @@ class RunConfig:
     patience: int | None = None  # early stopping on `monitor`; None = off (paper: fixed 15 epochs)
     precision: str = "32-true"
     num_workers: int = 0
+    # Frozen encoders' features are computed once and read from disk every epoch: "auto" (FLUID_CACHE_DIR or
+    # ~/.cache/fluid/features), "off", or a folder. Builds larger than the budget are skipped with a message.
+    feature_cache: str = "auto"
+    feature_cache_budget_gb: float = 20.0
+    length_bucketing: bool = True  # training batches of similar text length (less padding)
     on_bad_row: str = "missing-modality"
     seed: int = 0
     columns: Columns = field(default_factory=Columns)

@@ -68,8 +68,9 @@ def train(
     config: Optional[Path] = typer.Option(None, help="YAML config file (keys of config.yaml); options win."),
     epochs: Optional[int] = typer.Option(None), batch_size: Optional[int] = typer.Option(None),
     lr: Optional[float] = typer.Option(None),
-    text_encoder: Optional[str] = typer.Option(None, help="Hub name, local dir, or 'tiny'."),
-    image_encoder: Optional[str] = typer.Option(None, help="Hub name, local dir, or 'tiny'."),
+    text_encoder: Optional[str] = typer.Option(None, help="Hub name, local dir, 'tiny', or 'minilm' (packaged)."),
+    image_encoder: Optional[str] = typer.Option(None, help="Hub name, local dir, 'tiny', or a packaged preset "
+                                                           "(efficientnet-lite0, efficientnet-lite2)."),
     freeze: Optional[bool] = typer.Option(None, "--freeze/--no-freeze",
                                           help="Freeze encoders (default: pretrained frozen, tiny trained)."),
     modality_dropout: Optional[float] = typer.Option(None, help="Drop image or text per sample in training."),
@@ -123,17 +124,26 @@ def train(
 def evaluate(run_dir: Path = typer.Argument(..., help="A run directory written by `fluid train`."),
              data: str = typer.Option(..., help="Labelled data (a GLAMI-1M folder uses its test split)."),
              drop_modality: Optional[str] = typer.Option(None, help="Remove 'image' or 'text' from every item."),
+             corrupt: Optional[str] = typer.Option(
+                 None, help="Corrupt every item's image or text: NAME[:SEVERITY 1-5], e.g. image-blur:2, "
+                            "text-typos:4 (names: image-blur, image-noise, image-jpeg, image-occlusion, "
+                            "text-shuffle, text-truncate, text-typos, text-drop-words)."),
              json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics to this file.")):
-    """Evaluate a trained run on labelled data."""
+    """Evaluate a trained run on labelled data (optionally without a modality or with corrupted input)."""
     from fluid.api import _write_json
+    from fluid.data.corruptions import parse_corruption
     from fluid.training.report import write_report
 
-    classifier = load_run(run_dir)
     try:
-        metrics = classifier.evaluate(data, drop_modality=drop_modality, progress=show_progress())
+        classifier = load_run(run_dir)
+        corruption = parse_corruption(corrupt, seed=classifier.config.seed) if corrupt is not None else None
+        metrics = classifier.evaluate(data, drop_modality=drop_modality, corrupt=corruption,
+                                      progress=show_progress())
     except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
         fail(str(error))
     name = "test" if drop_modality is None else f"test-without-{drop_modality}"
+    if corruption is not None:
+        name += f"-corrupt-{corruption.name}-{corruption.severity}"
     write_eval(run_dir, name, metrics)
     write_report(run_dir)
     if json_out is not None:
@@ -156,8 +166,9 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory.")):
 
 @app.command()
 def models():
-    """List the available model heads."""
+    """List the available model heads and the classical baselines."""
+    from fluid.baselines import CLASSICAL_MODELS
     from fluid.model import available_heads
 
-    for name in available_heads():
+    for name in [*available_heads(), *CLASSICAL_MODELS]:
         console.print(name)

@@ -208,7 +208,12 @@ def canonical(
         huge = lengths > MAX_TEXT_CHARS
         if huge.any():
             masks["text-huge"] = huge
-            details["text-huge"] = {int(i): f"{lengths[i]} characters" for i in np.flatnonzero(huge)[:max_examples]}
+            details["text-huge"] = {int(i): f"{lengths[i]} characters, cut to {MAX_TEXT_CHARS}"
+                                    for i in np.flatnonzero(huge)[:max_examples]}
+            # No encoder reads that far, and tokenizing megabytes per item per epoch would stall training.
+            text = text.copy()
+            for i in np.flatnonzero(huge):
+                text[i] = text[i][:MAX_TEXT_CHARS]
 
     # both modalities gone
     image_missing = pd.isna(image).astype(bool) if n else np.zeros(0, dtype=bool)

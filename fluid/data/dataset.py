@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from torch.utils.data import Dataset
 
+from fluid.data.corruptions import Corruption
 from fluid.data.errors import BadImageError, BadRowError
 from fluid.data.images import load_image
 from fluid.data.report import DEFAULT_POLICY, check_policy
@@ -84,6 +85,10 @@ class CatalogueDataset(Dataset):
             the fact, so ``"skip"`` behaves like ``"missing-modality"`` here; the readers already dropped the
             rows they could judge. ``"fail"``: raises :class:`~fluid.data.errors.BadRowError` with the row and id.
         max_pixels: decompression-bomb limit passed to :func:`~fluid.data.images.load_image`.
+        corruption: a :class:`~fluid.data.corruptions.Corruption` applied to every item's image or text (its
+            modality) after decoding, seeded by the item id (robustness evaluation); None = clean input.
+        load_images: False leaves ``image`` None without reading the file (when image features come from a
+            feature cache instead).
 
     ``__getitem__(i)`` returns ``{"index": i, "id", "text", "image" (RGB PIL or None), "label" (int),
     "problems" (list[str])}``; ``i`` is the position in the frame (``frame.index[i]`` aligns it back).
@@ -97,8 +102,11 @@ class CatalogueDataset(Dataset):
         image_root: str | os.PathLike | None = None,
         on_bad_row: str = DEFAULT_POLICY,
         max_pixels: int | None = None,
+        corruption: Corruption | None = None,
+        load_images: bool = True,
     ) -> None:
         self.source: str | None = None
+        self.load_images = load_images
         if isinstance(frame, Catalogue):
             if image_root is None and frame.image_root is not None:
                 image_root = frame.image_root
@@ -113,6 +121,7 @@ class CatalogueDataset(Dataset):
         self.on_bad_row = check_policy(on_bad_row)
         self.image_root = os.fspath(image_root) if image_root is not None else None
         self.max_pixels = max_pixels
+        self.corruption = corruption
         self.source_index = frame.index  # positions → original index labels
 
         n = len(frame)
@@ -171,7 +180,7 @@ class CatalogueDataset(Dataset):
             problems.append(f"label: unknown label {self._unknown[i]!r}")
         cell = self._images[i]
         image = None
-        if cell is not None:
+        if cell is not None and self.load_images:
             try:
                 image = load_image(cell, self.image_root, max_pixels=self.max_pixels)
             except BadImageError as e:
@@ -179,5 +188,10 @@ class CatalogueDataset(Dataset):
                     raise BadRowError(self.source, self.source_index[i], id_, f"image-{e.kind.replace(' ', '-')}",
                                       str(e)) from None
                 problems.append(f"image: {e}")
-        return {"index": i, "id": id_, "text": self._texts[i], "image": image, "label": label,
-                "problems": problems}
+        text = self._texts[i]
+        if self.corruption is not None:
+            if self.corruption.modality == "image":
+                image = self.corruption(image, id_)
+            else:
+                text = self.corruption(text, id_)
+        return {"index": i, "id": id_, "text": text, "image": image, "label": label, "problems": problems}

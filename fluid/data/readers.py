@@ -286,6 +286,49 @@ def read_table(
     source = str(path)
     text_cols = _as_tuple(text_cols)
 
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: the file is empty (0 bytes); expected a header row naming the columns, then "
+                         "one row per product")
+    with _parse_errors(path, fmt):
+        df, cols = _parse_table(path, fmt, compressed, source, text_cols=text_cols, image_col=image_col,
+                                label_col=label_col, id_col=id_col, language_col=language_col,
+                                label_source_col=label_source_col, encoding=encoding, require_label=require_label)
+    root = os.path.abspath(os.fspath(image_root) if image_root is not None else path.parent)
+    return _normalize(
+        df, cols, image_root=root, check_images=check_images, allow_zip=False, source=source,
+        on_bad_row=on_bad_row, require_label=require_label, split=split, max_examples=max_examples,
+        root_for_catalogue=Path(root),
+    )
+
+
+class _parse_errors:
+    """Turns a parser's own exception (pandas, pyarrow, json, codecs) into a ``ValueError`` naming the file
+    and the format; our own errors (``ColumnError``, ``BadRowError``) pass through unchanged."""
+
+    def __init__(self, path: Path, fmt: str) -> None:
+        self.path, self.fmt = path, fmt
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, tb) -> bool:
+        from fluid.data.errors import BadRowError
+
+        if error is None or isinstance(error, (ColumnError, BadRowError)) or not isinstance(error, Exception):
+            return False
+        import pyarrow as pa
+
+        parse_errors = (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeError, pa.ArrowException,
+                        ValueError, EOFError, OSError)
+        if isinstance(error, FileNotFoundError) or not isinstance(error, parse_errors):
+            return False
+        detail = str(error).strip() or type(error).__name__
+        raise ValueError(f"{self.path}: cannot read it as {self.fmt.upper()}: {detail}") from None
+
+
+def _parse_table(path: Path, fmt: str, compressed: bool, source: str, *, text_cols, image_col, label_col, id_col,
+                 language_col, label_source_col, encoding, require_label) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The wanted columns of a table file as strings, and the resolved column options."""
     present, enc = _table_columns(path, fmt, compressed, encoding)
     if fmt == "parquet":
         cols = _wanted_columns(present, text_cols=text_cols, image_col=image_col, label_col=label_col,
@@ -310,13 +353,7 @@ def read_table(
         cols = _wanted_columns(df.columns, text_cols=text_cols, image_col=image_col, label_col=label_col,
                                id_col=id_col, language_col=language_col, label_source_col=label_source_col,
                                require_label=require_label, source=source)
-    df = df.reset_index(drop=True)
-    root = os.path.abspath(os.fspath(image_root) if image_root is not None else path.parent)
-    return _normalize(
-        df, cols, image_root=root, check_images=check_images, allow_zip=False, source=source,
-        on_bad_row=on_bad_row, require_label=require_label, split=split, max_examples=max_examples,
-        root_for_catalogue=Path(root),
-    )
+    return df.reset_index(drop=True), cols
 
 
 def _unique(cols: dict[str, Any]) -> list[str]:

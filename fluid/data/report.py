@@ -26,7 +26,7 @@ REASONS: dict[str, str] = {
     "label-missing": "no label in a labelled catalogue (dropped when labels are required)",
     "id-missing": "empty id cell; the row number is used as id",
     "duplicate-id": "id already used by an earlier row (reported, kept)",
-    "text-huge": "text longer than MAX_TEXT_CHARS characters (reported, kept; encoders truncate)",
+    "text-huge": "text longer than MAX_TEXT_CHARS characters (reported, kept, cut to MAX_TEXT_CHARS)",
 }
 
 

@@ -24,7 +24,8 @@ LABEL_SOURCE = "label_source"
 #: Column order of the canonical frame.
 COLUMNS = (ID, TEXT, IMAGE, LABEL, LANGUAGE, LABEL_SOURCE)
 
-#: Texts longer than this are reported as ``text-huge`` (kept; encoders truncate to their max length).
+#: Texts longer than this are reported as ``text-huge`` and cut to this length (no encoder reads that far;
+#: tokenizing megabytes per item would stall training). The row is kept.
 MAX_TEXT_CHARS = 100_000
 
 
@@ -64,3 +65,14 @@ def sorted_labels(labels) -> list[str]:
 
 def empty_frame() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype=object) for c in COLUMNS})
+
+
+def has_value(cell) -> bool:
+    """True for a usable cell of a canonical frame: not None/NaN, not an empty or blank string, not empty bytes."""
+    if cell is None or (isinstance(cell, float) and cell != cell):
+        return False
+    if isinstance(cell, str):
+        return cell.strip() != ""
+    if isinstance(cell, (bytes, bytearray)):
+        return len(cell) > 0
+    return True

@@ -32,7 +32,8 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = "fluid.feature-cache/1"
 DEFAULT_BUDGET_BYTES = 20 * 1024**3
+ESTIMATE_SAMPLE = 2000  # items read to estimate a build's size
 _FP16_MAX = 65504.0
 
 
@@ -59,6 +61,23 @@ def _human(n: float) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
     return f"{n:.1f} TiB"  # pragma: no cover
+
+
+class _Subset(Sequence):
+    """``items[positions[i]]`` without copying: ``items`` may decode lazily (e.g. images read from disk), so
+    only the batch being encoded is ever in memory."""
+
+    def __init__(self, items: Sequence[Any], positions: list[int]) -> None:
+        self.items = items
+        self.positions = positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self.items[p] for p in self.positions[i]]
+        return self.items[self.positions[i]]
 
 
 class _Shard:
@@ -219,8 +238,9 @@ class FeatureCache:
 
         Args:
             encoder: a frozen encoder (``encoder.frozen``); trainable encoders cannot be cached.
-            ids: item ids (converted to str), unique per item.
-            items: the raw inputs (texts or PIL images / None), aligned with ``ids``.
+            ids: item keys (converted to str); items with equal keys are encoded once.
+            items: the raw inputs (texts or PIL images / None), aligned with ``ids``; any sequence, read one
+                batch at a time (so a lazily decoding sequence keeps memory flat).
             batch_size: encoder batch size.
             progress: print the size estimate and a progress bar to stderr.
 
@@ -231,7 +251,8 @@ class FeatureCache:
         if not encoder.frozen:
             raise ValueError("only frozen encoders can be cached (this one has trainable parameters)")
         ids = [str(i) for i in ids]
-        items = list(items)
+        if not isinstance(items, Sequence):
+            items = list(items)
         if len(ids) != len(items):
             raise ValueError(f"{len(ids)} ids but {len(items)} items")
         fp = self.fingerprint(encoder)
@@ -243,8 +264,9 @@ class FeatureCache:
                 todo.append(k)
                 seen.add(i)
         if todo:
-            todo_items = [items[k] for k in todo]
-            avg = encoder.estimate_tokens(todo_items)
+            todo_items = _Subset(items, todo)
+            step = max(1, len(todo) // ESTIMATE_SAMPLE)
+            avg = encoder.estimate_tokens(todo_items[::step])
             est = self.estimate_bytes(len(todo), avg, encoder.dim)
             msg = (
                 f"feature cache: {len(todo)} of {len(ids)} items to encode with {encoder.source!r} "

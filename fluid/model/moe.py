@@ -138,6 +138,12 @@ class MoEOutput:
     load: Tensor
     balance_logits: Tensor
 
+    @property
+    def routing(self) -> Tensor:
+        """N x E routing weights (detached): ``weights`` scattered to the chosen experts, 0 elsewhere."""
+        return torch.zeros_like(self.router_logits, dtype=self.weights.dtype).scatter(
+            1, self.indices, self.weights).detach()
+
 
 class MixtureOfExperts(nn.Module):
     """E expert MLPs, of which the router's top k run on each input vector; outputs mixed by the gate.

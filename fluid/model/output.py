@@ -25,6 +25,10 @@ class HeadOutput:
             FLUID family only; a constant 0.5 for ``fluid-no-gating`` (F = (I_n + T_n)/2 is that gate).
         expert_load (Tensor | None): E vector, fraction of the batch's top-k routing assignments that went
             to each expert (sums to 1; detached). FLUID family with the MoE only.
+        routing (Tensor | None): B x E per-item routing weights G (detached): the chosen experts' gate values,
+            0 for the experts not chosen; each row sums to 1 when top_k > 1 (with top_k = 1 it holds the router's
+            raw top probability). With per-token routing, the mean over the item's routed vectors. FLUID family
+            with the MoE only.
     """
 
     logits: Tensor
@@ -32,3 +36,4 @@ class HeadOutput:
     embedding: Tensor | None = None
     gate: Tensor | None = None
     expert_load: Tensor | None = None
+    routing: Tensor | None = None

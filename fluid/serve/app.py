@@ -1,9 +1,10 @@
 """The HTTP prediction server: a thin FastAPI layer over :meth:`fluid.Classifier.predict_top_k`.
 
 * The model is loaded once, when the app is created (``Classifier.load``, read-only).
-* Inference calls are serialised with a ``threading.Lock``: the endpoints are plain ``def`` functions run in
-  the server's thread pool, and one PyTorch forward pass at a time runs on the CPU (torch already uses all
-  cores inside one call). No micro-batching yet: concurrent requests wait for the lock.
+* Micro-batching (:mod:`fluid.serve.batching`): concurrent ``/predict`` requests are queued and gathered into
+  one ``predict_top_k`` call (up to ``micro_batch`` items, waiting at most ``max_wait_ms`` for company); one
+  PyTorch forward pass at a time runs (torch already uses all cores inside one call), guarded by a
+  ``threading.Lock`` that ``/predict/batch`` (already a batch) shares.
 * Bad input is answered with JSON ``{"detail": ...}`` and 400/413/422, never 500.
 * Images arrive only as uploaded bytes or base64; URLs are never fetched.
 """
@@ -14,20 +15,31 @@ import base64
 import binascii
 import os
 import threading
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Optional, Union
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 import fluid
 from fluid.data import BadImageError, load_image
+from fluid.serve.batching import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_WAIT_MS,
+    MicroBatcher,
+)
+from fluid.serve.web import router as web_router
 
-__all__ = ["create_app", "app_from_env", "ENV_RUN_DIR", "ENV_MAX_UPLOAD_MB", "ENV_MAX_BATCH"]
+__all__ = ["create_app", "app_from_env", "ENV_RUN_DIR", "ENV_MAX_UPLOAD_MB", "ENV_MAX_BATCH", "ENV_MICRO_BATCH",
+           "ENV_MAX_WAIT_MS"]
 
 ENV_RUN_DIR = "FLUID_SERVE_RUN_DIR"
 ENV_MAX_UPLOAD_MB = "FLUID_SERVE_MAX_UPLOAD_MB"
 ENV_MAX_BATCH = "FLUID_SERVE_MAX_BATCH"
+ENV_MICRO_BATCH = "FLUID_SERVE_MICRO_BATCH"
+ENV_MAX_WAIT_MS = "FLUID_SERVE_MAX_WAIT_MS"
 
 
 # ----------------------------------------------------------------------------------------------- schemas
@@ -36,11 +48,19 @@ class LabelScore(BaseModel):
     probability: float = Field(ge=0.0, le=1.0)
 
 
+class ExpertWeight(BaseModel):
+    expert: int = Field(ge=0)
+    weight: float = Field(ge=0.0, le=1.0)
+
+
 class Prediction(BaseModel):
     labels: list[LabelScore] = Field(description="Top-k labels, most probable first.")
     gate: Optional[list[float]] = Field(
         None, description="FLUID heads: the gate a (image weight, 0..1) per query position; else null.")
     gate_mean: Optional[float] = None
+    experts: Optional[list[ExpertWeight]] = Field(
+        None, description="FLUID heads with a mixture of experts: the experts the item was routed to, largest "
+                          "weight first (weights sum to 1); else null.")
     missing: list[str] = Field(default_factory=list, description="Modalities absent from the input.")
 
 
@@ -59,6 +79,15 @@ class Health(BaseModel):
     status: str
 
 
+class MicroBatching(BaseModel):
+    max_batch_size: int = Field(description="Most /predict requests gathered into one model call (1 = off).")
+    max_wait_ms: float = Field(description="How long the first request of a batch waits for company.")
+    requests: int = Field(description="/predict requests answered through the batcher so far.")
+    model_calls: int = Field(description="Model calls the batcher made so far (fewer than requests = batching).")
+    largest_batch: int
+    mean_batch_size: float
+
+
 class Info(BaseModel):
     model: str
     classes: list[str]
@@ -67,6 +96,7 @@ class Info(BaseModel):
     fluid_version: str
     max_upload_mb: float
     max_batch: int
+    micro_batching: MicroBatching
 
 
 # ----------------------------------------------------------------------------------------------- body limit
@@ -130,9 +160,18 @@ def _clean_text(text: Optional[str]) -> Optional[str]:
 
 
 def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_upload_mb: float = 10,
-               max_batch: int = 64) -> FastAPI:
-    """A FastAPI app serving one trained run. ``run_dir_or_classifier``: a run directory (loaded once here
-    with ``Classifier.load``) or a fitted :class:`fluid.Classifier`."""
+               max_batch: int = 64, micro_batch: int = DEFAULT_MAX_BATCH_SIZE,
+               max_wait_ms: float = DEFAULT_MAX_WAIT_MS) -> FastAPI:
+    """A FastAPI app serving one trained run.
+
+    Args:
+        run_dir_or_classifier: a run directory (loaded once here with ``Classifier.load``) or a fitted
+            :class:`fluid.Classifier`.
+        max_upload_mb: largest request body (413 above it).
+        max_batch: most items in one ``/predict/batch`` request (413 above it).
+        micro_batch: most concurrent ``/predict`` requests gathered into one model call (1 = no gathering).
+        max_wait_ms: how long the first queued ``/predict`` request waits for others to join its batch.
+    """
     from fluid import Classifier
 
     if isinstance(run_dir_or_classifier, (str, os.PathLike)):
@@ -140,8 +179,8 @@ def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_uploa
     else:
         classifier = run_dir_or_classifier
         classifier._check_fitted()
-    if max_upload_mb <= 0 or max_batch < 1:
-        raise ValueError("max_upload_mb must be > 0 and max_batch >= 1")
+    if max_upload_mb <= 0 or max_batch < 1 or micro_batch < 1 or max_wait_ms < 0:
+        raise ValueError("max_upload_mb must be > 0, max_batch >= 1, micro_batch >= 1 and max_wait_ms >= 0")
     max_bytes = int(max_upload_mb * 1024 * 1024)
     columns = classifier.config.columns
     text_column = columns.text[0]
@@ -150,6 +189,7 @@ def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_uploa
     lock = threading.Lock()
 
     def check_top_k(top_k: Optional[int]) -> int:
+        """The bounds are also declared on the parameters (so a bad top_k is a standard validation 422)."""
         if top_k is None:  # the default: 5, or every class when there are fewer
             return min(5, n_classes)
         if not 1 <= top_k <= n_classes:
@@ -160,11 +200,26 @@ def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_uploa
         with lock:  # one inference at a time (CPU torch); see the module docstring
             return classifier.predict_top_k(rows, k=top_k)
 
-    app = FastAPI(title="FLUID prediction server", version=fluid.__version__,
+    def predict_requests(requests: list[tuple[dict, int]]) -> list[dict]:
+        """One model call for several ``(row, top_k)`` requests: the largest k, then each cut to its own k
+        (the labels are sorted by probability, so the first k of the top max-k are the top k)."""
+        results = predict_rows([row for row, _ in requests], max(top_k for _, top_k in requests))
+        return [{**result, "labels": result["labels"][:top_k]} for result, (_, top_k) in zip(results, requests)]
+
+    batcher = MicroBatcher(predict_requests, max_batch_size=micro_batch, max_wait_ms=max_wait_ms)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="FLUID prediction server", version=fluid.__version__, lifespan=lifespan,
                   description="Multimodal (image + text) product classification. Images are uploaded, "
                               "never fetched from URLs.")
     app.add_middleware(BodySizeLimit, max_bytes=max_bytes)
     app.state.classifier = classifier
+    app.state.batcher = batcher
+    app.include_router(web_router)  # the browser pages: / and /review (fluid/serve/web.py)
 
     @app.get("/health", response_model=Health)
     def health():
@@ -175,19 +230,22 @@ def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_uploa
         config = classifier.config
         return {"model": config.model, "classes": list(classifier.classes_), "text_encoder": config.text_encoder,
                 "image_encoder": config.image_encoder, "fluid_version": fluid.__version__,
-                "max_upload_mb": max_upload_mb, "max_batch": max_batch}
+                "max_upload_mb": max_upload_mb, "max_batch": max_batch,
+                "micro_batching": {"max_batch_size": micro_batch, "max_wait_ms": max_wait_ms,
+                                   **batcher.stats.to_dict()}}
 
     @app.post("/predict", response_model=Prediction,
               responses={400: {"description": "no modality, or an unreadable image"},
                          413: {"description": "request body or image over the upload limit"}})
-    def predict(image: Optional[UploadFile] = File(None, description="Product image file."),
-                text: Optional[str] = Form(None, description="Product text (name and description)."),
-                top_k: Optional[int] = Form(None, description="How many labels to return (1..number of classes; "
-                                                             "default 5 or the number of classes if fewer).")):
+    async def predict(image: Optional[UploadFile] = File(None, description="Product image file."),
+                      text: Optional[str] = Form(None, description="Product text (name and description)."),
+                      top_k: Optional[int] = Form(None, ge=1, le=n_classes,
+                                                  description="How many labels to return (1..number of classes; "
+                                                              "default 5 or the number of classes if fewer).")):
         top_k = check_top_k(top_k)
         data = None
         if image is not None:
-            data = image.file.read(max_bytes + 1)  # guard the bytes actually read, whatever the headers said
+            data = await image.read(max_bytes + 1)  # guard the bytes actually read, whatever the headers said
             if len(data) > max_bytes:
                 raise HTTPException(413, f"image too large: the limit is {max_upload_mb} MB")
             if not data and not image.filename:
@@ -197,10 +255,10 @@ def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_uploa
             raise HTTPException(400, "give an image, a text, or both")
         if data is not None:
             try:
-                load_image(data)
+                await run_in_threadpool(load_image, data)  # decoding is CPU work: keep the event loop free
             except BadImageError as error:
                 raise HTTPException(400, f"unreadable image: {error}") from None
-        result = predict_rows([{text_column: text, image_column: data}], top_k)[0]
+        result = await batcher.submit(({text_column: text, image_column: data}, top_k))
         if result.get("error"):  # cannot happen after the checks above; never a 500 for input
             raise HTTPException(400, result["error"])
         return result
@@ -208,8 +266,9 @@ def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_uploa
     @app.post("/predict/batch", response_model=list[Union[Prediction, ItemError]],
               responses={413: {"description": "too many items, or the body is over the upload limit"}})
     def predict_batch(items: list[BatchItem],
-                      top_k: Optional[int] = Query(None, description="How many labels per item (1..number of classes; "
-                                                              "default 5 or the number of classes if fewer).")):
+                      top_k: Optional[int] = Query(None, ge=1, le=n_classes,
+                                                   description="How many labels per item (1..number of classes; "
+                                                               "default 5 or the number of classes if fewer).")):
         top_k = check_top_k(top_k)
         if len(items) > max_batch:
             raise HTTPException(413, f"too many items: {len(items)} > max_batch {max_batch}")
@@ -247,4 +306,6 @@ def app_from_env() -> FastAPI:
     if not run_dir:
         raise RuntimeError(f"set {ENV_RUN_DIR} to a run directory")
     return create_app(run_dir, max_upload_mb=float(os.environ.get(ENV_MAX_UPLOAD_MB, "10")),
-                      max_batch=int(os.environ.get(ENV_MAX_BATCH, "64")))
+                      max_batch=int(os.environ.get(ENV_MAX_BATCH, "64")),
+                      micro_batch=int(os.environ.get(ENV_MICRO_BATCH, str(DEFAULT_MAX_BATCH_SIZE))),
+                      max_wait_ms=float(os.environ.get(ENV_MAX_WAIT_MS, str(DEFAULT_MAX_WAIT_MS))))

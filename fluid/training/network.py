@@ -8,7 +8,7 @@ by calling each encoder's own preprocessing, so it runs inside DataLoader worker
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -26,30 +26,49 @@ def head_modalities(head_name: str) -> tuple[bool, bool]:
 class Collator:
     """Collates ``fluid.data`` samples into encoder inputs.
 
-    Holds only the encoders' preprocessors (tokenizer / image processor, no weights), so it is cheap to send
-    to DataLoader workers. Output batch: ``{"text": dict|None, "image": dict|None, "label": LongTensor B,
-    "index": LongTensor B, "problems": list[list[str]]}``; a modality the head does not use is ``None``.
+    Holds only the encoders' preprocessors (tokenizer / image processor, no weights) and, for modalities whose
+    features are cached, the memory-mapped :class:`~fluid.encoders.CachedFeatures` (row ``i`` = dataset item
+    ``i``), so it is cheap to send to DataLoader workers. Output batch: ``{"text": dict|None, "image":
+    dict|None, "text_features": EncoderOutput|None, "image_features": EncoderOutput|None, "label": LongTensor
+    B, "index": LongTensor B, "problems": list[list[str]]}``; a modality the head does not use is ``None``, a
+    cached one comes as ``*_features`` (B x L x D tokens + mask) instead of encoder inputs.
     ``drop_modality`` ("image" or "text") removes one modality from every item (robustness evaluation).
     """
 
     text_preprocessor: Callable | None
     image_preprocessor: Callable | None
     drop_modality: str | None = None
+    features: dict = field(default_factory=dict)
 
     @classmethod
-    def for_network(cls, network: "MultimodalNetwork", drop_modality: str | None = None) -> "Collator":
-        return cls(network.text_encoder.preprocessor if network.text_encoder is not None else None,
-                   network.image_encoder.preprocessor if network.image_encoder is not None else None,
-                   drop_modality)
+    def for_network(cls, network: "MultimodalNetwork", drop_modality: str | None = None,
+                    features: dict | None = None) -> "Collator":
+        features = features or {}
+        text, image = network.text_encoder, network.image_encoder
+        return cls(text.preprocessor if text is not None and "text" not in features else None,
+                   image.preprocessor if image is not None and "image" not in features else None,
+                   drop_modality, features)
+
+    def _cached(self, modality: str, indices: list[int]):
+        cached = self.features.get(modality)
+        if cached is None:
+            return None
+        out = cached.collate(indices)
+        if self.drop_modality == modality:
+            out = out._replace(mask=torch.zeros_like(out.mask))
+        return out
 
     def __call__(self, samples: list[dict]) -> dict:
         texts = [None if self.drop_modality == "text" else s["text"] for s in samples]
         images = [None if self.drop_modality == "image" else s["image"] for s in samples]
+        indices = [s["index"] for s in samples]
         return {
             "text": self.text_preprocessor(texts) if self.text_preprocessor is not None else None,
             "image": self.image_preprocessor(images) if self.image_preprocessor is not None else None,
+            "text_features": self._cached("text", indices),
+            "image_features": self._cached("image", indices),
             "label": torch.tensor([s["label"] for s in samples], dtype=torch.long),
-            "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
+            "index": torch.tensor(indices, dtype=torch.long),
             "problems": [s.get("problems", []) for s in samples],
         }
 
@@ -84,15 +103,29 @@ class MultimodalNetwork(nn.Module):
         B x L x D, or a tuple of per-layer tensors when the head reads several encoder layers."""
         layers = self.encoder_layers
         image_tokens = image_mask = text_tokens = text_mask = None
-        if self.image_encoder is not None and batch.get("image") is not None:
-            out = self.image_encoder(batch["image"], num_layers=layers)
-            image_tokens, image_mask = (out.layers if layers > 1 else out.tokens), out.mask
-        if self.text_encoder is not None and batch.get("text") is not None:
-            out = self.text_encoder(batch["text"], num_layers=layers)
-            text_tokens, text_mask = (out.layers if layers > 1 else out.tokens), out.mask
+        if self.image_encoder is not None:
+            out = self._encoder_output(self.image_encoder, batch, "image", layers)
+            if out is not None:
+                image_tokens, image_mask = (out.layers if layers > 1 else out.tokens), out.mask
+        if self.text_encoder is not None:
+            out = self._encoder_output(self.text_encoder, batch, "text", layers)
+            if out is not None:
+                text_tokens, text_mask = (out.layers if layers > 1 else out.tokens), out.mask
         if self.training and self.modality_dropout > 0 and image_mask is not None and text_mask is not None:
             image_mask, text_mask = self._drop_modalities(image_mask, text_mask)
         return image_tokens, image_mask, text_tokens, text_mask
+
+    @staticmethod
+    def _encoder_output(encoder: nn.Module, batch: dict, modality: str, layers: int):
+        """Cached features when the batch carries them (last layer only), else the encoder run on the inputs."""
+        cached = batch.get(f"{modality}_features")
+        if cached is not None:
+            if layers > 1:
+                raise ValueError(f"cached {modality} features hold the last layer only; this head reads {layers}")
+            return cached
+        if batch.get(modality) is None:
+            return None
+        return encoder(batch[modality], num_layers=layers)
 
     def _drop_modalities(self, image_mask: torch.Tensor, text_mask: torch.Tensor):
         draw = torch.rand(image_mask.shape[0], device=image_mask.device)

@@ -25,8 +25,10 @@ def _pct(value) -> str:
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
+    tmp.replace(path)
     return path
 
 
@@ -128,6 +130,33 @@ def _group_table(title: str, groups: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _points(value, reference) -> str:
+    if value is None or reference is None or value != value or reference != reference:
+        return "–"
+    return f"{100 * (value - reference):+.1f}"
+
+
+def robustness_table(evaluations: dict[str, dict], reference: str = "test") -> str:
+    """A Markdown table: the full-input evaluation ``reference`` against every evaluation made without a
+    modality (``drop_modality``) or with corrupted input (``corruption``), with the drop in points.
+    Empty when there is no reference or nothing to compare it with."""
+    full = evaluations.get(reference)
+    degraded = {name: m for name, m in evaluations.items()
+                if name != reference and (m.get("drop_modality") or m.get("corruption"))}
+    if full is None or not degraded:
+        return ""
+    lines = ["| input | Acc | Macro F1 | Δ Acc (points) | Δ Macro F1 (points) | n |", "|---|---|---|---|---|---|",
+             f"| full input (`{reference}`) | {_pct(full.get('accuracy'))} | {_pct(full.get('macro_f1'))} | | | "
+             f"{full.get('n_items', '')} |"]
+    for name, m in degraded.items():
+        parts = ([f"without {m['drop_modality']}"] if m.get("drop_modality") else []) + (
+            [f"corrupted {m['corruption']}"] if m.get("corruption") else [])
+        lines.append(f"| {', '.join(parts)} (`{name}`) | {_pct(m.get('accuracy'))} | {_pct(m.get('macro_f1'))} | "
+                     f"{_points(m.get('accuracy'), full.get('accuracy'))} | "
+                     f"{_points(m.get('macro_f1'), full.get('macro_f1'))} | {m.get('n_items', '')} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(run_dir: str | Path) -> Path:
     """(Re)builds ``run_dir/report.md`` and ``run_dir/plots/*.png`` from the run's JSON files.
 
@@ -167,9 +196,16 @@ def write_report(run_dir: str | Path) -> Path:
         "\n## Metrics (%)\n",
         metrics_table(evaluations),
     ]
-    if shown.get("n_skipped") or shown.get("n_unknown_label"):
+    robustness = robustness_table(evaluations)
+    if robustness:
+        lines += ["\n## Robustness: missing and corrupted input (%)\n",
+                  "Each row is one `fluid evaluate` with `--drop-modality` or `--corrupt`, against the full input.\n",
+                  robustness]
+    if shown.get("n_skipped") or shown.get("n_unknown_label") or shown.get("n_unreadable_image"):
         lines.append(f"\n{shown_name}: {shown.get('n_skipped', 0)} item(s) skipped (no usable modality), "
-                     f"{shown.get('n_unknown_label', 0)} with a label unknown to the model.\n")
+                     f"{shown.get('n_unknown_label', 0)} with a label unknown to the model, "
+                     f"{shown.get('n_unreadable_image', 0)} with an unreadable image (scored without it).\n")
+        lines += [f"- row {u['row']} (id {u['id']!r}): {u['problem']}" for u in shown.get("unreadable_images", [])[:10]]
     lines.append(_group_table(f"Per language ({shown_name})", shown.get("per_language", {})))
     lines.append(_group_table(f"Per label source ({shown_name})", shown.get("per_label_source", {})))
     bad_rows_path = run_dir / "bad_rows.json"
@@ -180,5 +216,7 @@ def write_report(run_dir: str | Path) -> Path:
     lines.append(f"\n## Plots ({shown_name})\n")
     lines += [f"### {title}\n\n![{title}](plots/{path.name})\n" for title, path in plots if path is not None]
     report = run_dir / "report.md"
-    report.write_text("\n".join(lines), encoding="utf-8")
+    tmp = report.with_name(report.name + ".tmp")
+    tmp.write_text("\n".join(lines), encoding="utf-8")
+    tmp.replace(report)  # atomic: a crash never leaves a half-written report
     return report

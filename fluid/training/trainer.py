@@ -6,6 +6,7 @@ Lightning is the engine (loop, checkpoints, mixed precision, DDP); this module o
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,6 +16,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from fluid.config import RunConfig
 from fluid.training.module import ClassificationModule
@@ -37,6 +39,41 @@ class TrainResult:
     best_score: float | None
     stopped_by_time: bool
     is_global_zero: bool = True  # False in the other processes of a multi-device (DDP) run
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file beside it, then renames it into place (``os.replace``), so a
+    crash or ``kill -9`` mid-save leaves the previous checkpoint intact, never a half-written one. (Lightning's
+    own save stages the file in the system temp folder and moves it, which copies across file systems.)"""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO does not take storage_options")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Loads a checkpoint with ``weights_only=True`` (plain tensors and containers; no code can run) and turns
+    torch's error for anything else (a pickled object, a truncated file) into one that names the file."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as error:
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"{path}: refused to load this checkpoint: it is not a plain PyTorch weights file (it "
+                         f"may carry a pickled Python object, which FLUID never unpickles, or be truncated): "
+                         f"{first_line}") from None
 
 
 def _monitor_mode(monitor: str) -> str:
@@ -93,15 +130,18 @@ def train_network(network: MultimodalNetwork, cfg: RunConfig, *, num_classes: in
         num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(10, len(train_loader))),
         default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
     )
     ckpt_path = str(checkpoint_dir / LAST_CHECKPOINT) if resume else None
+    if ckpt_path is not None:
+        load_checkpoint(Path(ckpt_path))  # refuse a bad file with a clear error before Lightning reads it
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path,
                 weights_only=True if resume else None)
 
     best_path = Path(best.best_model_path) if best.best_model_path else None
     best_epoch = None
     if best_path is not None and best_path.exists():
-        checkpoint = torch.load(best_path, map_location="cpu", weights_only=True)
+        checkpoint = load_checkpoint(best_path)
         module.load_state_dict(checkpoint["state_dict"])
         best_epoch = int(checkpoint.get("epoch", 0)) + 1
     network.cpu()

@@ -10,21 +10,16 @@ import sys
 import time
 import urllib.request
 
-import pandas as pd
 import pytest
 from PIL import Image
 
 pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from fluid import Classifier  # noqa: E402
-from fluid.config import SMOKE_TEST_OVERRIDES  # noqa: E402
-from fluid.serve import create_app  # noqa: E402
+from fluid.serve import create_app
 
-# A smaller catalogue than tests/cli (no bad rows needed here).
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}
-TINY_CONFIG = SMOKE_TEST_OVERRIDES
 CLASSES = ["cat-blue", "cat-green", "cat-red"]
 
 
@@ -35,20 +30,8 @@ def _png(colour="red", size=32) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("catalogue")
-    (root / "imgs").mkdir()
-    rows = []
-    for i in range(48):
-        colour = list(COLOURS)[i % 3]
-        Image.new("RGB", (32, 32), COLOURS[colour]).save(root / "imgs" / f"{i}.png")
-        rows.append({"id": f"p{i}", "title": f"{colour} shirt {i}", "img": f"imgs/{i}.png", "cat": f"cat-{colour}"})
-    pd.DataFrame(rows).to_csv(root / "products.csv", index=False)
-    classifier = Classifier(label="cat", text="title", image="img", id="id", image_root=str(root), **TINY_CONFIG)
-    classifier.fit(str(root / "products.csv"), seed=0, progress=False)
-    out = tmp_path_factory.mktemp("run") / "fluid"
-    classifier.save(out)
-    return out
+def run_dir(trained_run_dir):  # the session-wide tiny run of tests/serve/conftest.py
+    return trained_run_dir
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ class FluidHead(Head):
     Returns:
         HeadOutput: logits B x C; aux_losses "contrastive" (λ2·L_contrast), "moe_balance" (λ3·L_MoE) and,
         if enabled, "router_z"; embedding B x (n·d) = flattened F' (n = num_bottleneck_queries, or 1 without
-        the bottleneck); gate B x l; expert_load E (None without the MoE).
+        the bottleneck); gate B x l; expert_load E and routing B x E (None without the MoE).
     """
 
     config_class = FluidConfig
@@ -136,7 +136,7 @@ class FluidHead(Head):
         fused_prime = self.bottleneck(fused) if self.bottleneck is not None else fused.mean(dim=1, keepdim=True)
         embedding = fused_prime.flatten(1)  # B x (n·d)
 
-        expert_load = None
+        expert_load = routing = None
         if self.moe is not None:
             if c.moe_input == "flatten":
                 moe = self.moe(embedding)
@@ -148,9 +148,11 @@ class FluidHead(Head):
             if c.router_z_loss_weight > 0:
                 aux["router_z"] = c.router_z_loss_weight * router_z_loss(moe.router_logits)
             expert_load = moe.load
+            routing = moe.routing.view(b, -1, moe.routing.shape[-1]).mean(dim=1)  # B x E
         else:
             logits = self.mlp(embedding)
-        return HeadOutput(logits=logits, aux_losses=aux, embedding=embedding, gate=gate, expert_load=expert_load)
+        return HeadOutput(logits=logits, aux_losses=aux, embedding=embedding, gate=gate, expert_load=expert_load,
+                          routing=routing)
 
 
 

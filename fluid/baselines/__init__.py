@@ -1,0 +1,9 @@
+"""Classical baselines (TF-IDF and simple image features + logistic regression), the reference rows of every
+experiment: ``Classifier(model="tfidf-logreg" | "image-logreg" | "tfidf-image-logreg")``.
+
+Knows ``fluid.data`` (image decoding), numpy, scipy and scikit-learn; never torch.
+"""
+
+from fluid.baselines.model import CLASSICAL_MODELS, DEFAULT_OPTIONS, DESCRIPTIONS, ClassicalModel, is_classical
+
+__all__ = ["CLASSICAL_MODELS", "DEFAULT_OPTIONS", "DESCRIPTIONS", "ClassicalModel", "is_classical"]

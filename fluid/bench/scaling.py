@@ -1,0 +1,48 @@
+"""One scaling measurement, run in its own process by ``fluid bench``: write a synthetic catalogue of N items,
+train one epoch of the demo FLUID configuration with :class:`fluid.Classifier`, and report time and peak RSS.
+
+``python -m fluid.bench.scaling --items N --workdir DIR --out FILE``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from fluid.bench.measure import mib, peak_rss_bytes
+
+
+def measure(items: int, workdir: Path) -> dict:
+    from fluid import Classifier
+    from fluid.config import demo_config
+    from fluid.data.synthetic import write_synthetic
+
+    started = time.perf_counter()
+    data = write_synthetic(workdir / "data", items=items, seed=0, overwrite=True)
+    write_seconds = time.perf_counter() - started
+    rss_before = peak_rss_bytes()
+    params = demo_config("fluid", epochs=1).to_dict()
+    params.pop("columns")  # a GLAMI-layout folder has fixed columns
+    classifier = Classifier(path=str(workdir / "run"), **params)
+    classifier.fit(data, progress=False)
+    train_items = sum(classifier.metrics_["train_label_counts"].values())
+    seconds = classifier.metrics_["train_seconds"]
+    return {"items": items, "train_items": train_items, "epoch_seconds": round(seconds, 2),
+            "seconds_per_item": round(seconds / train_items, 6), "write_catalogue_seconds": round(write_seconds, 1),
+            "peak_rss_mib": mib(peak_rss_bytes()), "rss_before_training_mib": mib(rss_before)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, required=True)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    result = measure(args.items, args.workdir)
+    args.out.write_text(json.dumps(result, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

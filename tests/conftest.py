@@ -1,0 +1,40 @@
+"""Session-wide test settings and fixtures shared across packages."""
+
+import os
+import tempfile
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from fluid import Classifier
+from fluid.config import SMOKE_TEST_OVERRIDES
+
+
+def pytest_configure(config):
+    # The feature cache defaults to ~/.cache/fluid/features; tests write theirs into a throw-away folder.
+    os.environ["FLUID_CACHE_DIR"] = tempfile.mkdtemp(prefix="fluid-test-cache-")
+
+
+COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}
+
+
+@pytest.fixture(scope="session")
+def trained_run_dir(tmp_path_factory):
+    """A run directory of a FLUID model trained for 2 epochs on 48 products in 3 colour classes (a CSV with
+    id, title, img, cat columns), shared by the server, web, batching, fuzzing, load-test and export tests.
+    Tests that write into a run directory copy it first."""
+    root = tmp_path_factory.mktemp("catalogue")
+    (root / "imgs").mkdir()
+    rows = []
+    for i in range(48):
+        colour = list(COLOURS)[i % 3]
+        Image.new("RGB", (32, 32), COLOURS[colour]).save(root / "imgs" / f"{i}.png")
+        rows.append({"id": f"p{i}", "title": f"{colour} shirt {i}", "img": f"imgs/{i}.png", "cat": f"cat-{colour}"})
+    pd.DataFrame(rows).to_csv(root / "products.csv", index=False)
+    classifier = Classifier(label="cat", text="title", image="img", id="id", image_root=str(root),
+                            **SMOKE_TEST_OVERRIDES)
+    classifier.fit(str(root / "products.csv"), seed=0, progress=False)
+    out = tmp_path_factory.mktemp("run") / "fluid"
+    classifier.save(out)
+    return out
