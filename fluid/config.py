@@ -117,7 +117,8 @@ def demo_config(model: str = "fluid", **overrides) -> RunConfig:
         contrastive term costs accuracy (measured, one run each on 2,000 items: test accuracy / macro-F1
         0.441 / 0.213 at λ2 = 1/3 against 0.615 / 0.290 at λ2 = 0; docs/model.md has the analysis). The
         contrastive module stays in the model; ``fluid train`` keeps the paper's 1/3;
-      * modality dropout 0.1, so the missing-modality path is trained.
+      * modality dropout 0.1, so the missing-modality path is trained;
+      * MoLT reads the last 2 encoder layers (the tiny encoders have 2), not 4.
     Only the keys of ``DEMO_HEAD`` that ``model``'s head has are applied.
     """
     from dataclasses import fields as dataclass_fields
@@ -130,7 +131,7 @@ def demo_config(model: str = "fluid", **overrides) -> RunConfig:
         text_encoder="tiny",
         image_encoder="tiny",
         encoder_overrides={"text": dict(DEMO_ENCODER), "image": dict(DEMO_ENCODER)},
-        head={k: v for k, v in DEMO_HEAD.items() if k in head_keys},
+        head={k: v for k, v in DEMO_HEAD.items() if k in head_keys} | _cap_encoder_layers(model),
         epochs=10,
         batch_size=32,
         lr=1e-3,
@@ -142,6 +143,15 @@ def demo_config(model: str = "fluid", **overrides) -> RunConfig:
     )
     base.update(overrides)
     return RunConfig.from_dict(base)
+
+
+def _cap_encoder_layers(model: str) -> dict:
+    """``{"encoder_layers": 2}`` for heads that read more encoder layers than the demo encoders have (MoLT)."""
+    from fluid.model import head_config
+
+    wanted = getattr(head_config(model), "encoder_layers", 1)
+    available = DEMO_ENCODER["num_hidden_layers"]
+    return {"encoder_layers": available} if wanted > available else {}
 
 
 #: The smallest model that trains: for smoke tests of a pipeline (CI, a new data source), not for accuracy.

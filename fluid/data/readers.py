@@ -47,10 +47,57 @@ def _format_of(path: Path) -> tuple[str, bool]:
             ".json": "json"}[fmt], compressed
 
 
+#: A text encoding for files that are UTF-8 except for a few stray legacy bytes (a row pasted from an old system):
+#: valid UTF-8 decodes as UTF-8, each invalid byte as cp1252 (latin-1 where cp1252 has no character).
+UTF8_WITH_CP1252_FALLBACK = "utf-8-with-cp1252-fallback"
+
+
+def _cp1252_fallback(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    out = []
+    for byte in error.object[error.start:error.end]:
+        try:
+            out.append(bytes([byte]).decode("cp1252"))
+        except UnicodeDecodeError:
+            out.append(bytes([byte]).decode("latin-1"))
+    return "".join(out), error.end
+
+
+class _FallbackIncrementalDecoder(codecs.BufferedIncrementalDecoder):
+    def _buffer_decode(self, data, errors, final):
+        return codecs.utf_8_decode(data, "fluid-cp1252-fallback", final)
+
+
+def _search_codec(name: str):
+    if name.replace("-", "_") != UTF8_WITH_CP1252_FALLBACK.replace("-", "_"):
+        return None
+    return codecs.CodecInfo(
+        name=UTF8_WITH_CP1252_FALLBACK, encode=codecs.utf_8_encode,
+        decode=lambda data, errors="strict": codecs.utf_8_decode(data, "fluid-cp1252-fallback", True),
+        incrementalencoder=codecs.getincrementalencoder("utf-8"), incrementaldecoder=_FallbackIncrementalDecoder,
+        streamwriter=codecs.getwriter("utf-8"), streamreader=codecs.getreader("utf-8"),
+    )
+
+
+codecs.register_error("fluid-cp1252-fallback", _cp1252_fallback)
+codecs.register(_search_codec)
+
+
+def _mostly_utf8(sample: bytes) -> bool:
+    """Whether a sample that is not valid UTF-8 still decodes mostly as UTF-8: its valid multi-byte characters
+    outnumber its invalid bytes (a legacy file has almost no valid multi-byte sequences)."""
+    text = sample.decode("utf-8", errors="replace")
+    invalid = text.count("\ufffd")
+    valid = sum(1 for ch in text if ord(ch) > 127) - invalid
+    return invalid > 0 and valid >= 2 * invalid
+
+
 def detect_encoding(path: str | os.PathLike) -> str:
     """Guess a text file's encoding: a BOM if any, else UTF-8 if the whole file decodes as UTF-8 (streamed),
-    else charset-normalizer's best guess on a sample (cp1252 on a tie with other single-byte code pages),
-    else ``latin-1`` (which never fails). Pass ``encoding=`` to the readers when the guess is wrong."""
+    else :data:`UTF8_WITH_CP1252_FALLBACK` when it is mostly UTF-8 with a few stray legacy bytes, else
+    charset-normalizer's best guess on a sample (cp1252 on a tie with other single-byte code pages), else
+    ``latin-1`` (which never fails). Pass ``encoding=`` to the readers when the guess is wrong."""
     with open(path, "rb") as f:
         head = f.read(4)
         if head.startswith(codecs.BOM_UTF8):
@@ -77,6 +124,8 @@ def detect_encoding(path: str | os.PathLike) -> str:
         if bad_at > len(sample):
             f.seek(max(0, bad_at - (1 << 16)))
             sample += b"\n" + f.read(1 << 17)
+    if _mostly_utf8(sample):
+        return UTF8_WITH_CP1252_FALLBACK
     try:
         from charset_normalizer import from_bytes
 

@@ -133,3 +133,28 @@ def test_cli_experiment_paper_end_to_end(tmp_path):
     assert set(stored["systems"]) == {"text-only", "tfidf-logreg"}
     assert stored["settings"]["quick"] is True and stored["settings"]["seeds"] == 1
     print(f"reduced `fluid experiment paper --quick`: {time.perf_counter() - started:.1f} s")
+
+
+@pytest.mark.slow
+def test_full_quick_experiment_runs_every_system(tmp_path):
+    """The whole `fluid experiment paper --quick`: every head of Tables 1-3, MoLT, the classical rows, the
+    modality-dropout variants, the missing-modality evaluations and the claims (a few minutes)."""
+    import torch
+    from fluid.baselines import CLASSICAL_MODELS
+    from fluid.model import available_heads
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # these tiny models train faster on one thread than on two contending ones
+    try:
+        result = cli.invoke(app, ["experiment", "paper", "--quick", "--out", str(tmp_path / "paper")])
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    stored = json.loads((tmp_path / "paper" / "results.json").read_text())
+    expected = set(available_heads()) | set(CLASSICAL_MODELS) | {"fluid +md", "molt +md", "tfidf-image-logreg +md"}
+    assert set(stored["systems"]) == expected
+    for name, system in stored["systems"].items():
+        for evaluation in ("test", "without_image", "without_text"):
+            assert 0.0 <= system[evaluation]["accuracy"]["mean"] <= 1.0, (name, evaluation)
+    assert {claim["verdict"] for claim in stored["claims"]} <= {"supported", "not supported", "mixed"}
+    assert (tmp_path / "paper" / "paper_vs_ours.png").stat().st_size > 10_000

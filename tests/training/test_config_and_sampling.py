@@ -49,3 +49,17 @@ def test_demo_config_applies_only_the_keys_a_head_has():
     assert demo_config("fluid").head["contrastive_weight"] == 0.0
     assert "num_experts" not in demo_config("image-only").head
     assert demo_config("image-only").head["num_queries"] == 8
+
+
+def test_demo_config_fits_every_head_to_the_demo_encoders():
+    """MoLT reads the last 4 encoder layers by default; the demo's tiny encoders have 2, so the demo config
+    caps it (the experiment runner trains every head with this config)."""
+    from fluid.config import DEMO_ENCODER, demo_config
+    from fluid.model import available_heads, build_head
+
+    for name in available_heads():
+        config = demo_config(name)
+        head = build_head(name, 5, image_dim=64, text_dim=64, **config.head)
+        assert getattr(head.config, "encoder_layers", 1) <= DEMO_ENCODER["num_hidden_layers"], name
+    assert demo_config("molt").head["encoder_layers"] == DEMO_ENCODER["num_hidden_layers"]
+    assert "encoder_layers" not in demo_config("fluid").head
