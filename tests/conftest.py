@@ -1,7 +1,14 @@
 """Session-wide test settings and fixtures shared across packages."""
 
+import json
 import os
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
 
 import pandas as pd
 import pytest
@@ -38,3 +45,42 @@ def trained_run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "fluid"
     classifier.save(out)
     return out
+
+
+@contextmanager
+def running_server(run_dir, *, startup_seconds: float = 180):
+    """``fluid serve RUN_DIR`` in a real process on a free loopback port; yields its base URL once /health
+    answers, and stops it afterwards. A loaded CI machine can take a minute to import torch."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([sys.executable, "-m", "fluid", "serve", str(run_dir), "--host", "127.0.0.1",
+                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        deadline = time.monotonic() + startup_seconds
+        while True:
+            assert process.poll() is None, process.stdout.read().decode(errors="replace")
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+                    if json.loads(response.read()) == {"status": "ok"}:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"server did not come up within {startup_seconds} s"
+            time.sleep(0.3)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def serve_process():
+    """``with serve_process(run_dir) as base_url: ...`` — see :func:`running_server`."""
+    return running_server

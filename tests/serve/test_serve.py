@@ -2,13 +2,6 @@
 
 import base64
 import io
-import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 from PIL import Image
@@ -134,41 +127,13 @@ def test_batch_limits_and_no_urls(client):
     assert client.post("/predict/batch", json={"text": "not a list"}).status_code == 422
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.mark.slow
-def test_real_server_process(run_dir):
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen([sys.executable, "-m", "fluid", "serve", str(run_dir), "--host", "127.0.0.1",
-                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.stdout.read().decode(errors="replace")
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
-                    if json.loads(response.read()) == {"status": "ok"}:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up within 60 s"
-            time.sleep(0.3)
+def test_real_server_process(run_dir, serve_process):
+    with serve_process(run_dir) as base:
         import httpx
 
         response = httpx.post(f"{base}/predict", data={"text": "red shirt", "top_k": "2"},
                               files={"image": ("x.png", _png("red"), "image/png")}, timeout=30)
         assert response.status_code == 200, response.text
         _check_prediction(response.json(), k=2)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -2,14 +2,9 @@
 by a real headless Chromium (Playwright) against a real uvicorn process."""
 
 import io
-import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -164,11 +159,6 @@ def test_review_page_serves_the_run_gallery_with_navigation(tmp_path, run_dir):
 
 
 # ----------------------------------------------------------------------------------------------- a real browser
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def _chromium() -> str:
     """The Debian chromium binary; installed with apt-get once when missing, running as root in CI."""
@@ -184,32 +174,9 @@ def _chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def server(run_dir):
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen([sys.executable, "-m", "fluid", "serve", str(run_dir), "--host", "127.0.0.1",
-                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    try:
-        deadline = time.monotonic() + 180  # a loaded CI machine imports torch slowly
-        while True:
-            assert process.poll() is None, process.stdout.read().decode(errors="replace")
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
-                    if json.loads(response.read()) == {"status": "ok"}:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up within 180 s"
-            time.sleep(0.3)
+def server(run_dir, serve_process):
+    with serve_process(run_dir) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
