@@ -264,7 +264,8 @@ def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_uploa
         return result
 
     @app.post("/predict/batch", response_model=list[Union[Prediction, ItemError]],
-              responses={413: {"description": "too many items, or the body is over the upload limit"}})
+              responses={400: {"description": "the body is not valid JSON"},
+                         413: {"description": "too many items, or the body is over the upload limit"}})
     def predict_batch(items: list[BatchItem],
                       top_k: Optional[int] = Query(None, ge=1, le=n_classes,
                                                    description="How many labels per item (1..number of classes; "

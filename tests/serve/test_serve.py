@@ -137,3 +137,11 @@ def test_real_server_process(run_dir, serve_process):
                               files={"image": ("x.png", _png("red"), "image/png")}, timeout=30)
         assert response.status_code == 200, response.text
         _check_prediction(response.json(), k=2)
+
+
+def test_a_body_that_is_not_json_is_a_documented_400(client):
+    """Found by schemathesis in CI: a non-JSON body gets 400, which the OpenAPI schema must list."""
+    response = client.post("/predict/batch", content=b"\xff", headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "detail" in response.json()
+    documented = client.get("/openapi.json").json()["paths"]["/predict/batch"]["post"]["responses"]
+    assert "400" in documented
