@@ -230,31 +230,16 @@ class Classifier:
     def _loader(self, frame: pd.DataFrame, image_root, *, shuffle: bool, drop_modality: str | None = None,
                 label_map: dict | None = None, corruption=None, features: dict | None = None,
                 bucket: bool = False):
-        """DataLoader over a canonical frame. ``features``: cached encoder features per modality (rows aligned
-        with ``frame``), used instead of running that encoder. ``bucket``: shuffled training batches of similar
-        text length (less padding) when ``length_bucketing`` is on and the text encoder runs."""
-        from torch.utils.data import DataLoader
-
-        from fluid.data.dataset import CatalogueDataset
-        from fluid.encoders import LengthBucketSampler
-        from fluid.training.network import Collator
-        from fluid.training.sampling import EpochShuffleSampler
+        """:func:`fluid.training.loaders.catalogue_loader` with this run's settings; ``bucket`` applies only
+        when ``length_bucketing`` is on."""
+        from fluid.training.loaders import catalogue_loader
 
         cfg = self.config
-        features = features or {}
         label_map = label_map if label_map is not None else {c: i for i, c in enumerate(self.classes_)}
-        dataset = CatalogueDataset(frame, label_map, image_root=image_root, on_bad_row=cfg.on_bad_row,
-                                   corruption=corruption, load_images="image" not in features)
-        collate = Collator.for_network(self.network, drop_modality=drop_modality, features=features)
-        workers = dict(num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
-                       pin_memory=cfg.num_workers > 0 and torch.cuda.is_available())
-        text_encoder = self.network.text_encoder
-        if shuffle and bucket and cfg.length_bucketing and text_encoder is not None and "text" not in features:
-            lengths = text_encoder.lengths([t if isinstance(t, str) else None for t in frame["text"].tolist()])
-            batches = LengthBucketSampler(lengths, cfg.batch_size, shuffle=True, seed=cfg.seed)
-            return DataLoader(dataset, batch_sampler=batches, collate_fn=collate, **workers)
-        sampler = EpochShuffleSampler(len(dataset), seed=cfg.seed) if shuffle else None
-        return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, **workers)
+        return catalogue_loader(self.network, frame, image_root, label_map, batch_size=cfg.batch_size,
+                                shuffle=shuffle, seed=cfg.seed, bucket=bucket and cfg.length_bucketing,
+                                num_workers=cfg.num_workers, on_bad_row=cfg.on_bad_row, drop_modality=drop_modality,
+                                corruption=corruption, features=features)
 
     def _cached_features(self, frames: list[tuple[pd.DataFrame, Any]], progress: bool) -> list[dict]:
         """Per (frame, image_root): the frozen encoders' features from the on-disk cache (built where missing),

@@ -76,24 +76,11 @@ def _build_network(size: str, setup: Setup, corpus: list[str], num_classes: int,
 
 def _loader(network, frame, image_root, label_map, setup: Setup, batch_size: int, *, shuffle: bool,
             features: dict | None = None):
-    from torch.utils.data import DataLoader
+    """The training/inference loader (:func:`fluid.training.loaders.catalogue_loader`) with ``setup``'s knobs."""
+    from fluid.training.loaders import catalogue_loader
 
-    from fluid.data.dataset import CatalogueDataset
-    from fluid.encoders import LengthBucketSampler
-    from fluid.training.network import Collator
-    from fluid.training.sampling import EpochShuffleSampler
-
-    features = features or {}
-    dataset = CatalogueDataset(frame, label_map, image_root=image_root, load_images="image" not in features)
-    collate = Collator.for_network(network, features=features)
-    workers = dict(num_workers=setup.workers, persistent_workers=False,
-                   pin_memory=setup.workers > 0 and torch.cuda.is_available())
-    if shuffle and setup.bucketing and "text" not in features:
-        lengths = network.text_encoder.lengths(frame["text"].tolist())
-        return DataLoader(dataset, batch_sampler=LengthBucketSampler(lengths, batch_size, seed=0), collate_fn=collate,
-                          **workers)
-    sampler = EpochShuffleSampler(len(dataset), seed=0) if shuffle else None
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate, **workers)
+    return catalogue_loader(network, frame, image_root, label_map, batch_size=batch_size, shuffle=shuffle, seed=0,
+                            bucket=setup.bucketing, num_workers=setup.workers, features=features)
 
 
 def _autocast(setup: Setup, device: torch.device):
