@@ -84,3 +84,15 @@ def running_server(run_dir, *, startup_seconds: float = 180):
 def serve_process():
     """``with serve_process(run_dir) as base_url: ...`` — see :func:`running_server`."""
     return running_server
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module: small models on a shared 2-core machine run several times faster on
+    one thread than on two contending ones."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

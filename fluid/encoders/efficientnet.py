@@ -81,7 +81,9 @@ def load_reference_model(variant: str, image_size: int | None = None) -> nn.Modu
     return net.eval()
 
 
-class _Stem(nn.Module):
+class _ConvBnReLU6(nn.Module):
+    """The stem and the head convolution of EfficientNet-Lite: convolution, batch norm, ReLU6."""
+
     def __init__(self, conv: nn.Module, bn: nn.Module) -> None:
         super().__init__()
         self.conv, self.bn, self.act = conv, bn, nn.ReLU6()
@@ -104,15 +106,6 @@ class _BlockGroup(nn.Module):
         return x
 
 
-class _Head(nn.Module):
-    def __init__(self, conv: nn.Module, bn: nn.Module) -> None:
-        super().__init__()
-        self.conv, self.bn, self.act = conv, bn, nn.ReLU6()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.bn(self.conv(x)))
-
-
 class EfficientNetLite(ImageBackbone):
     """EfficientNet-Lite as an :class:`ImageBackbone`: stem, 7 block groups and the head convolution.
 
@@ -126,7 +119,7 @@ class EfficientNetLite(ImageBackbone):
             raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; use {sorted(WEIGHT_PACKAGES)}")
         net = load_reference_model(variant, image_size)
         size = int(net.input_image_size)
-        self.stem = _Stem(net._conv_stem, net._bn0)
+        self.stem = _ConvBnReLU6(net._conv_stem, net._bn0)
         n_blocks = len(net._blocks)
         rate = float(net._global_params.drop_connect_rate or 0.0)
         groups: list[list[int]] = []
@@ -137,7 +130,7 @@ class EfficientNetLite(ImageBackbone):
         stages: list[nn.Module] = [
             _BlockGroup([net._blocks[i] for i in g], [rate * i / n_blocks for i in g]) for g in groups
         ]
-        stages.append(_Head(net._conv_head, net._bn1))
+        stages.append(_ConvBnReLU6(net._conv_head, net._bn1))
         self.stages = nn.ModuleList(stages)
         grid = list(net.feature_output_image_size)
         self.config = BackboneConfig(

@@ -24,6 +24,7 @@ import pandas as pd
 
 from fluid.data.errors import BadImageError
 from fluid.data.images import load_image
+from fluid.data.schema import has_value
 from fluid.encoders.cache import CachedFeatures, FeatureCache
 
 MODALITIES = ("text", "image")
@@ -62,7 +63,7 @@ def _text_key(text: Any) -> str:
 
 
 def _image_key(cell: Any, image_root: str | os.PathLike | None) -> str:
-    if cell is None or (isinstance(cell, float) and cell != cell) or (isinstance(cell, str) and not cell.strip()):
+    if not has_value(cell):
         return "image:none"
     if isinstance(cell, (bytes, bytearray)):
         return "image:sha1:" + hashlib.sha1(cell).hexdigest()
@@ -90,11 +91,9 @@ class _LazyImages(Sequence):
     def __len__(self) -> int:
         return len(self.cells)
 
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+    def __getitem__(self, i: int):
         cell = self.cells[i]
-        if _image_key(cell, self.image_root) == "image:none":
+        if not has_value(cell):
             return None
         try:
             return load_image(cell, self.image_root)

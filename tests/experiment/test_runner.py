@@ -136,19 +136,13 @@ def test_cli_experiment_paper_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_full_quick_experiment_runs_every_system(tmp_path):
+def test_full_quick_experiment_runs_every_system(tmp_path, one_torch_thread):
     """The whole `fluid experiment paper --quick`: every head of Tables 1-3, MoLT, the classical rows, the
     modality-dropout variants, the missing-modality evaluations and the claims (a few minutes)."""
-    import torch
     from fluid.baselines import CLASSICAL_MODELS
     from fluid.model import available_heads
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # these tiny models train faster on one thread than on two contending ones
-    try:
-        result = cli.invoke(app, ["experiment", "paper", "--quick", "--out", str(tmp_path / "paper")])
-    finally:
-        torch.set_num_threads(threads)
+    result = cli.invoke(app, ["experiment", "paper", "--quick", "--out", str(tmp_path / "paper")])
     assert result.exit_code == 0, result.output
     stored = json.loads((tmp_path / "paper" / "results.json").read_text())
     expected = set(available_heads()) | set(CLASSICAL_MODELS) | {"fluid +md", "molt +md", "tfidf-image-logreg +md"}
