@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 from sklearn.exceptions import NotFittedError
 
+from fluid._io import atomic_path, write_json_atomic
 from fluid.config import Columns, RunConfig
 from fluid.data.schema import has_value
 
@@ -352,8 +353,8 @@ class Classifier:
 
     def _write_static(self, run_dir: Path) -> None:
         """Config, label map and encoder assets: everything but the weights."""
-        self.config.save(run_dir / (CONFIG_FILE + ".tmp"))
-        (run_dir / (CONFIG_FILE + ".tmp")).replace(run_dir / CONFIG_FILE)  # atomic
+        with atomic_path(run_dir / CONFIG_FILE) as tmp:
+            self.config.save(tmp)
         _write_json(run_dir / LABELS_FILE, {"classes": self.classes_})
         encoder_dir = run_dir / "encoders"
         if _is_classical(self.config.model):
@@ -381,9 +382,8 @@ class Classifier:
         if _is_classical(self.config.model):
             self.network.save(path)
             return
-        tmp = path.with_suffix(".tmp")
-        save_file(self._saved_state(), str(tmp), metadata={"format": "pt", "fluid_model": self.config.model})
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            save_file(self._saved_state(), str(tmp), metadata={"format": "pt", "fluid_model": self.config.model})
 
     def _load_weights(self, path: Path) -> None:
         from safetensors.torch import load_file
@@ -541,9 +541,8 @@ class Classifier:
             raise ValueError(f"{out}: the output must end in .csv or .parquet")
         catalogue = self._read(data, split="test", require_label=False)
         frame = catalogue.frame
-        tmp = out.with_name(out.name + ".tmp")
         writer, n_unscorable = None, 0
-        try:
+        with atomic_path(out) as tmp:
             with Progress(disable=not progress) as bar:
                 task = bar.add_task("scoring", total=len(frame))
                 for start in range(0, len(frame), chunk_size):
@@ -551,15 +550,12 @@ class Classifier:
                     rows = self._top_k_for_frame(chunk, catalogue.image_root, top_k)
                     table = _top_k_table(chunk["id"].tolist(), rows, top_k)
                     n_unscorable += int(table["error"].notna().sum())
-                    writer = _append_table(writer, table, tmp, first=start == 0)
+                    writer = _append_table(writer, table, tmp, first=start == 0, csv=out.name.endswith(".csv"))
                     bar.advance(task, len(chunk))
             if writer is not None and hasattr(writer, "close"):
                 writer.close()
             if len(frame) == 0:
                 _top_k_table([], [], top_k).to_csv(tmp, index=False)
-            tmp.replace(out)
-        finally:
-            tmp.unlink(missing_ok=True)
         return {"n_items": len(frame), "n_scored": len(frame) - n_unscorable, "n_unscorable": n_unscorable,
                 "n_dropped_by_reader": catalogue.report.dropped_rows, "bad_rows": catalogue.report.to_dict(),
                 "path": str(out)}
@@ -732,9 +728,9 @@ def _top_k_table(ids: list, rows: list[dict], k: int) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=columns)
 
 
-def _append_table(writer, table: pd.DataFrame, path: Path, *, first: bool):
-    """Appends ``table`` to a CSV file or a Parquet writer; returns the writer to reuse."""
-    if path.name.endswith(".csv.tmp"):
+def _append_table(writer, table: pd.DataFrame, path: Path, *, first: bool, csv: bool):
+    """Appends ``table`` to a CSV file (``csv``) or a Parquet writer; returns the writer to reuse."""
+    if csv:
         table.to_csv(path, mode="w" if first else "a", header=first, index=False)
         return writer
     import pyarrow as pa
@@ -751,9 +747,7 @@ def _append_table(writer, table: pd.DataFrame, path: Path, *, first: bool):
 
 
 def _write_json(path: Path, payload) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_json_default), encoding="utf-8")
-    tmp.replace(path)
+    write_json_atomic(path, payload, default=_json_default)
 
 
 def _json_default(value):
@@ -769,6 +763,5 @@ def _json_default(value):
 def _write_split(path: Path, train: pd.DataFrame, val: pd.DataFrame) -> None:
     split = pd.concat([pd.DataFrame({"id": train["id"], "split": "train"}),
                        pd.DataFrame({"id": val["id"], "split": "val"})])
-    tmp = path.with_name(path.name + ".tmp")
-    split.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        split.to_csv(tmp, index=False)

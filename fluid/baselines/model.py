@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from fluid._io import atomic_path, write_json_atomic
 from fluid.baselines.features import TextFeatures, image_feature_dim, image_features
 from fluid.data.schema import has_value
 
@@ -241,14 +242,10 @@ class ClassicalModel:
             arrays.update(text_arrays)
         if self.image_mean is not None:
             arrays.update(image_mean=self.image_mean, image_scale=self.image_scale)
-        tmp = weights_path.with_name(weights_path.name + ".tmp")
-        save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()}, str(tmp),
-                  metadata={"format": "np", "fluid_model": self.name})
-        tmp.replace(weights_path)
-        state_path = weights_path.with_name(STATE_FILE)
-        tmp = state_path.with_name(STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
-        tmp.replace(state_path)
+        with atomic_path(weights_path) as tmp:
+            save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()}, str(tmp),
+                      metadata={"format": "np", "fluid_model": self.name})
+        write_json_atomic(weights_path.with_name(STATE_FILE), state, indent=None, ensure_ascii=False)
 
     @classmethod
     def load(cls, weights_path: str | os.PathLike) -> "ClassicalModel":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -20,6 +21,18 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _status_kib(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` (Linux) in KiB, or None where there is no such file."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:  # pragma: no cover - not Linux
+        return None
+    return None
+
+
 def current_rss_bytes() -> int:
     """Resident set size of this process now (Linux ``/proc``; falls back to the peak elsewhere)."""
     try:
@@ -29,33 +42,58 @@ def current_rss_bytes() -> int:
         return peak_rss_bytes()
 
 
+def current_anon_rss_bytes() -> int | None:
+    """Anonymous resident memory now (``RssAnon``: heap, tensors, Python objects), without file-backed pages
+    such as a memory-mapped feature cache, which the kernel can drop and re-read; None off Linux."""
+    kib = _status_kib("RssAnon")
+    return None if kib is None else kib * 1024
+
+
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (``ru_maxrss`` is KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Peak resident set size of this process so far.
+
+    Linux: ``VmHWM``, the high-water mark of this process's own address space. Not ``ru_maxrss``: Linux keeps
+    ``ru_maxrss`` across ``exec``, so a process started by a large parent (``fluid bench`` starting a scaling
+    run) would report the parent's peak. Elsewhere ``ru_maxrss`` (KiB on Linux, bytes on macOS).
+    """
+    kib = _status_kib("VmHWM")
+    if kib is not None:
+        return kib * 1024
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss if sys.platform == "darwin" else maxrss * 1024
 
 
 class PeakMemory:
-    """Peak RSS (sampled every ``interval`` s by a thread) and peak CUDA memory while the block runs.
+    """Peak RSS and peak anonymous RSS (sampled every ``interval`` s by a thread) and peak CUDA memory while
+    the block runs.
 
-    ``with PeakMemory(device) as peak: ...`` then ``peak.rss_bytes``, ``peak.cuda_bytes`` (None on CPU).
+    ``with PeakMemory(device) as peak: ...`` then ``peak.rss_bytes``, ``peak.anon_rss_bytes`` (None off Linux),
+    ``peak.cuda_bytes`` (None on CPU).
     """
 
     def __init__(self, device: torch.device, interval: float = 0.01):
         self.device = device
         self.interval = interval
         self.rss_bytes = 0
+        self.anon_rss_bytes: int | None = None
         self.cuda_bytes: int | None = None
         self._stop = threading.Event()
 
+    def _take(self) -> None:
+        self.rss_bytes = max(self.rss_bytes, current_rss_bytes())
+        anon = current_anon_rss_bytes()
+        if anon is not None:
+            self.anon_rss_bytes = max(self.anon_rss_bytes or 0, anon)
+
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self.rss_bytes = max(self.rss_bytes, current_rss_bytes())
+            self._take()
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "PeakMemory":
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        self.rss_bytes = current_rss_bytes()
+        self._take()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
@@ -63,7 +101,7 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.rss_bytes = max(self.rss_bytes, current_rss_bytes())
+        self._take()
         if self.device.type == "cuda":
             self.cuda_bytes = int(torch.cuda.max_memory_allocated(self.device))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from fluid._io import write_text_atomic
 from fluid.bench.suite import PAPER_EPOCHS
 
 
@@ -52,16 +53,16 @@ def to_markdown(results: dict) -> str:
                            for r in results["quality"]]))
     if "scaling" in results:
         out.append("\n## Scaling: one epoch of `Classifier.fit` (demo config)\n")
-        out.append(_table(["items", "train items", "epoch s", "s per item (ratio)", "peak RSS MiB (ratio)"],
+        out.append(_table(["items", "train items", "epoch s", "s per item (ratio)", "peak RSS MiB (ratio)",
+                           "peak anonymous RSS MiB (ratio)", "peak CUDA MiB"],
                           [[r["items"], r["train_items"], r["epoch_seconds"],
                             f"{r['seconds_per_item']} ({r['seconds_per_item_ratio']}×)",
-                            f"{r['peak_rss_mib']} ({r['peak_rss_ratio']}×)"] for r in results["scaling"]]))
+                            f"{r['peak_rss_mib']} ({r['peak_rss_ratio']}×)",
+                            f"{r['peak_anon_rss_mib']} ({r['peak_anon_rss_ratio']}×)"
+                            if r.get("peak_anon_rss_ratio") else r.get("peak_anon_rss_mib", ""),
+                            r.get("peak_cuda_mib") or ""] for r in results["scaling"]]))
     return "\n".join(out)
 
 
 def write_markdown(results: dict, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(to_markdown(results), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, to_markdown(results))

@@ -1,5 +1,7 @@
 """One scaling measurement, run in its own process by ``fluid bench``: write a synthetic catalogue of N items,
-train one epoch of the demo FLUID configuration with :class:`fluid.Classifier`, and report time and peak RSS.
+train one epoch of the demo FLUID configuration with :class:`fluid.Classifier`, and report time and memory:
+the process's peak RSS, its peak anonymous RSS (without file-backed pages such as memory-mapped caches) and, on
+a GPU, peak CUDA memory.
 
 ``python -m fluid.bench.scaling --items N --workdir DIR --out FILE``
 """
@@ -11,10 +13,12 @@ import json
 import time
 from pathlib import Path
 
-from fluid.bench.measure import mib, peak_rss_bytes
+from fluid.bench.measure import PeakMemory, mib, peak_rss_bytes
 
 
 def measure(items: int, workdir: Path) -> dict:
+    import torch
+
     from fluid import Classifier
     from fluid.config import demo_config
     from fluid.data.synthetic import write_synthetic
@@ -26,12 +30,16 @@ def measure(items: int, workdir: Path) -> dict:
     params = demo_config("fluid", epochs=1).to_dict()
     params.pop("columns")  # a GLAMI-layout folder has fixed columns
     classifier = Classifier(path=str(workdir / "run"), **params)
-    classifier.fit(data, progress=False)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with PeakMemory(device, interval=0.05) as peak:
+        classifier.fit(data, progress=False)
     train_items = sum(classifier.metrics_["train_label_counts"].values())
     seconds = classifier.metrics_["train_seconds"]
     return {"items": items, "train_items": train_items, "epoch_seconds": round(seconds, 2),
             "seconds_per_item": round(seconds / train_items, 6), "write_catalogue_seconds": round(write_seconds, 1),
-            "peak_rss_mib": mib(peak_rss_bytes()), "rss_before_training_mib": mib(rss_before)}
+            "peak_rss_mib": mib(peak_rss_bytes()), "peak_anon_rss_mib": mib(peak.anon_rss_bytes),
+            "peak_cuda_mib": mib(peak.cuda_bytes), "rss_before_training_mib": mib(rss_before),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -322,6 +322,8 @@ def scaling_section(plan: Plan, workdir: Path, log: Callable[[str], None]) -> li
     for row in rows:
         row["seconds_per_item_ratio"] = round(row["seconds_per_item"] / first["seconds_per_item"], 3)
         row["peak_rss_ratio"] = round(row["peak_rss_mib"] / first["peak_rss_mib"], 3)
+        if row.get("peak_anon_rss_mib") and first.get("peak_anon_rss_mib"):
+            row["peak_anon_rss_ratio"] = round(row["peak_anon_rss_mib"] / first["peak_anon_rss_mib"], 3)
     return rows
 
 
@@ -374,5 +376,8 @@ def run_suite(*, quick: bool = True, device: str = "auto", sections: tuple[str, 
             if len(ten_k) >= 2:
                 growth = ten_k[-1]["peak_rss_mib"] / ten_k[0]["peak_rss_mib"]
                 results["peak_rss_growth_10k_to_largest"] = round(growth, 3)
+                if ten_k[0].get("peak_anon_rss_mib") and ten_k[-1].get("peak_anon_rss_mib"):
+                    results["peak_anon_rss_growth_10k_to_largest"] = round(
+                        ten_k[-1]["peak_anon_rss_mib"] / ten_k[0]["peak_anon_rss_mib"], 3)
     results["suite_seconds"] = round(time.perf_counter() - started, 1)
     return results

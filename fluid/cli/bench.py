@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from fluid._io import write_text_atomic
 from fluid.cli.common import app, console, fail
 
 SECTIONS = ("training", "head_share", "quality", "scaling")
@@ -31,9 +31,7 @@ def bench(quick: bool = typer.Option(False, "--quick", help="A few minutes on 2 
     text = json.dumps(results, indent=2)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = json_out.with_name(json_out.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, json_out)
+        write_text_atomic(json_out, text)
     if markdown is not None:
         write_markdown(results, markdown)
     from fluid.bench.report import to_markdown

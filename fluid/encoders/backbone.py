@@ -24,9 +24,7 @@ own projection of each.
 from __future__ import annotations
 
 import importlib
-import json
 import os
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,6 +35,8 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from fluid._io import write_json_atomic
+
 #: Registered non-Hugging-Face image backbones: preset name -> "module:factory". The factory takes the
 #: preset's keyword overrides and returns a pretrained :class:`ImageBackbone`.
 IMAGE_BACKBONES: dict[str, str] = {
@@ -46,12 +46,6 @@ IMAGE_BACKBONES: dict[str, str] = {
 
 TRANSFORM_FILE = "image_transform.json"
 CONFIG_FILE = "config.json"
-
-
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class BackboneOutput(NamedTuple):
@@ -83,7 +77,7 @@ class BackboneConfig:
                 "num_hidden_layers": self.num_hidden_layers, **self.extra}
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        _atomic_write_json(Path(directory) / CONFIG_FILE, self.to_dict())
+        write_json_atomic(Path(directory) / CONFIG_FILE, self.to_dict(), sort_keys=True)
 
     def __repr__(self) -> str:
         return f"BackboneConfig({self.to_dict()})"
@@ -150,7 +144,7 @@ class ImageTransform:
         return cls(d["size"], d["mean"], d["std"], fit=d.get("fit", "crop"), crop_padding=d.get("crop_padding", 32))
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        _atomic_write_json(Path(directory) / TRANSFORM_FILE, self.to_dict())
+        write_json_atomic(Path(directory) / TRANSFORM_FILE, self.to_dict(), sort_keys=True)
 
     def __repr__(self) -> str:
         return f"ImageTransform({self.to_dict()})"

@@ -30,6 +30,9 @@ from typing import Any, NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
+from fluid._io import write_json_atomic
+from fluid._sdpa import varying_length_attention
+
 logger = logging.getLogger(__name__)
 
 SPEC_FILE = "encoder.json"
@@ -239,7 +242,8 @@ class Encoder(nn.Module):
         if num_layers < 1:
             raise ValueError("num_layers must be >= 1")
         want_hidden = num_layers > 1
-        with self._grad_context():
+        device = next(iter(inputs.values())).device
+        with self._grad_context(), varying_length_attention(device):
             out = self.model(**inputs, output_hidden_states=want_hidden, return_dict=True)
         tokens = _as_tokens(out.last_hidden_state)
         layers = None
@@ -315,9 +319,7 @@ class Encoder(nn.Module):
         d.mkdir(parents=True, exist_ok=True)
         self.model.config.save_pretrained(str(d))
         self._save_preprocessing(d)
-        tmp = d / (SPEC_FILE + ".tmp")
-        tmp.write_text(json.dumps(self.spec(), indent=2, sort_keys=True, default=_json_default), encoding="utf-8")
-        os.replace(tmp, d / SPEC_FILE)
+        write_json_atomic(d / SPEC_FILE, self.spec(), sort_keys=True, default=_json_default)
         return d
 
     def _save_preprocessing(self, directory: Path) -> None:  # pragma: no cover - abstract

@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fluid._io import write_json_atomic
+
 from .base import Encoder, EncoderOutput, _json_default
 
 logger = logging.getLogger(__name__)
@@ -47,12 +49,6 @@ CACHE_FORMAT = "fluid.feature-cache/1"
 DEFAULT_BUDGET_BYTES = 20 * 1024**3
 ESTIMATE_SAMPLE = 2000  # items read to estimate a build's size
 _FP16_MAX = 65504.0
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _human(n: float) -> str:
@@ -300,11 +296,8 @@ class FeatureCache:
         fp_dir.mkdir(parents=True, exist_ok=True)
         fp_file = fp_dir / "fingerprint.json"
         if not fp_file.exists():
-            _atomic_write_text(
-                fp_file,
-                json.dumps({"fingerprint": fp, "spec": encoder.fingerprint()}, indent=1, sort_keys=True,
-                           default=_json_default),
-            )
+            write_json_atomic(fp_file, {"fingerprint": fp, "spec": encoder.fingerprint()},
+                              indent=1, sort_keys=True, default=_json_default)
         tmp = fp_dir / f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:

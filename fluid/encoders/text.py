@@ -66,13 +66,16 @@ class TextPreprocessor:
         batch["present"] = present_t
         return batch
 
-    def lengths(self, items: Sequence[str | None]) -> list[int]:
+    def lengths(self, items: Sequence[str | None], chunk: int = 2048) -> list[int]:
+        """Token count of each text after truncation (0 for a missing text), tokenised ``chunk`` texts at a
+        time so memory stays bounded on a catalogue of a million texts."""
         items = list(items)
         out = [0] * len(items)
         idx = [i for i, t in enumerate(items) if not is_missing_text(t)]
-        if idx:
-            enc = self._tokenize([items[i] for i in idx], padding=False)
-            for i, ids in zip(idx, enc["input_ids"]):
+        for start in range(0, len(idx), chunk):
+            part = idx[start:start + chunk]
+            enc = self._tokenize([items[i] for i in part], padding=False)
+            for i, ids in zip(part, enc["input_ids"]):
                 out[i] = len(ids)
         return out
 

@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from fluid._io import atomic_path, write_text_atomic  # noqa: E402
+
 
 def _pct(value) -> str:
     return "–" if value is None or value != value else f"{100 * value:.1f}"
@@ -51,10 +53,9 @@ def plot_paper_vs_ours(systems: dict, path: Path) -> Path | None:
         ax.grid(axis="x", alpha=0.3)
     axes[0].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")  # the temporary name ends in .tmp
+        plt.close(fig)
     return path
 
 
@@ -168,9 +169,7 @@ def write_results_markdown(results: dict, path: Path) -> Path:
         lines += ["", "## Paper against this run\n", f"![paper vs ours]({results['plot']})"]
     lines += ["", "## What this run says and does not say\n",
               _caveat(data, settings)]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, "\n".join(lines) + "\n")
     return path
 
 

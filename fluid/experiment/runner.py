@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from fluid._io import atomic_path
 from fluid.baselines import CLASSICAL_MODELS, is_classical
 
 log = logging.getLogger("fluid")
@@ -209,9 +210,8 @@ def prepare_data(settings: ExperimentSettings, out: Path) -> ExperimentData:
     data = ExperimentData(_canonical(train), _canonical(val), _canonical(test), kind, split, str(path))
     split_table = pd.concat([pd.DataFrame({"id": f["id"], "label": f["label"], "split": name})
                              for name, f in (("train", data.train), ("val", data.val), ("test", data.test))])
-    tmp = out / "split.csv.tmp"
-    split_table.to_csv(tmp, index=False)
-    tmp.replace(out / "split.csv")
+    with atomic_path(out / "split.csv") as tmp:
+        split_table.to_csv(tmp, index=False)
     return data
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import os
 import warnings
 from collections.abc import Iterator
@@ -42,6 +41,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor, nn
+
+from fluid._io import atomic_path, write_json_atomic
 
 __all__ = ["DEFAULT_OPSET", "EXPORT_PARTS", "SIDECAR_FORMAT", "ExportError", "export_head", "export_onnx",
            "sidecar_path"]
@@ -295,7 +296,7 @@ def export_onnx(classifier, out: str | os.PathLike, *, part: str = "head", opset
     out.parent.mkdir(parents=True, exist_ok=True)
     uses_image, uses_text = head_modalities(network.head.name)
 
-    with _without_aux_losses(network.head) as head:
+    with atomic_path(out) as tmp, _without_aux_losses(network.head) as head:
         if part == "head":
             image_length = network.image_encoder.num_tokens if network.image_encoder is not None else 8
             graph, example, checks = _head_graph(head, uses_image, uses_text, network.encoder_layers, image_length)
@@ -314,14 +315,12 @@ def export_onnx(classifier, out: str | os.PathLike, *, part: str = "head", opset
             graph = _FullGraph(inference, text_keys=text_keys, with_gate=has_gate)
             checks = [_full_inputs(graph, inference, _EXAMPLE_TEXTS[::-1], _EXAMPLE_COLOURS),
                       _full_inputs(graph, inference, ["green"], [(30, 200, 30)])]
-        result = _export_verified(graph, example, checks, out, part=part, opset=opset, atol=atol, exporter=exporter,
+        result = _export_verified(graph, example, checks, tmp, part=part, opset=opset, atol=atol, exporter=exporter,
                                   what=f"{network.head.name!r} (part={part!r})")
-
-    sidecar = _sidecar(classifier, graph, part, result["outputs"], _dynamic_axes(graph, part), opset,
-                       result["exporter"], result["max_abs_diff"], result["exporter_failures"], out)
-    sidecar["graph_fixes"] = result["graph_fixes"]
-    Path(result["tmp"]).replace(out)
-    _write_json_atomic(sidecar_path(out), sidecar)
+        sidecar = _sidecar(classifier, graph, part, result["outputs"], _dynamic_axes(graph, part), opset,
+                           result["exporter"], result["max_abs_diff"], result["exporter_failures"], out)
+        sidecar["graph_fixes"] = result["graph_fixes"]
+    write_json_atomic(sidecar_path(out), sidecar)
     return sidecar
 
 
@@ -335,11 +334,10 @@ def export_head(head: nn.Module, out: str | os.PathLike, *, image_length: int = 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     uses_image, uses_text = head_modalities(head.name)
-    with _without_aux_losses(head) as inference:
+    with atomic_path(out) as tmp, _without_aux_losses(head) as inference:
         graph, example, checks = _head_graph(inference, uses_image, uses_text, encoder_layers, image_length)
-        result = _export_verified(graph, example, checks, out, part="head", opset=opset, atol=atol,
+        result = _export_verified(graph, example, checks, tmp, part="head", opset=opset, atol=atol,
                                   exporter=exporter, what=repr(head.name))
-    Path(result.pop("tmp")).replace(out)
     return {**result, "inputs": list(graph.input_names)}
 
 
@@ -355,10 +353,11 @@ def _head_graph(head: nn.Module, uses_image: bool, uses_text: bool, layers: int,
     return graph, example, checks
 
 
-def _export_verified(graph: _Graph, example: tuple[Tensor, ...], checks: list[tuple[Tensor, ...]], out: Path, *,
+def _export_verified(graph: _Graph, example: tuple[Tensor, ...], checks: list[tuple[Tensor, ...]], tmp: Path, *,
                      part: str, opset: int, atol: float, exporter: str, what: str) -> dict:
-    """Exports ``graph`` to ``out + ".tmp"`` with the first exporter whose graph onnxruntime runs with the
-    PyTorch numbers (on ``example`` and every ``checks`` batch). Returns what the sidecar records, and "tmp"."""
+    """Exports ``graph`` to ``tmp`` (the caller's :func:`~fluid._io.atomic_path`) with the first exporter whose
+    graph onnxruntime runs with the PyTorch numbers (on ``example`` and every ``checks`` batch). Returns what the
+    sidecar records."""
     import onnxruntime
 
     if exporter not in EXPORTERS:
@@ -366,7 +365,6 @@ def _export_verified(graph: _Graph, example: tuple[Tensor, ...], checks: list[tu
     graph.eval()
     output_names = ["logits", "probabilities", *(["gate"] if graph.with_gate else [])]
     axes = _dynamic_axes(graph, part)
-    tmp = out.with_name(out.name + ".tmp")
     attempts = {"auto": ("dynamo", "torchscript"), "dynamo": ("dynamo",), "torchscript": ("torchscript",)}
     failures: list[str] = []
     for name in attempts[exporter]:
@@ -393,7 +391,7 @@ def _export_verified(graph: _Graph, example: tuple[Tensor, ...], checks: list[tu
         fixes = ([f"{rewritten} bool Where node(s) computed on uint8 (onnxruntime has no bool Where kernel)"]
                  if rewritten else [])
         return {"exporter": name, "outputs": output_names, "max_abs_diff": differences,
-                "exporter_failures": failures, "graph_fixes": fixes, "tmp": str(tmp)}
+                "exporter_failures": failures, "graph_fixes": fixes}
     raise ExportError(f"could not export {what} to ONNX: " + "; ".join(failures))
 
 
@@ -445,9 +443,3 @@ def _sidecar(classifier, graph: _Graph, part: str, output_names: list[str], axes
         "onnx_version": onnx.__version__,
         "run_dir": str(run_dir) if run_dir else None,
     }
-
-
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
-    tmp.replace(path)

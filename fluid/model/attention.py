@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fluid._sdpa import varying_length_attention
+
 __all__ = ["MultiHeadAttention", "FeedForward", "CrossAttentionBlock"]
 
 
@@ -53,9 +55,10 @@ class MultiHeadAttention(nn.Module):
         k = self._split(self.k_proj(key_value))
         v = self._split(self.v_proj(key_value))
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )
+        with varying_length_attention(q.device):
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+            )
         b, _, lq, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, lq, -1))
 

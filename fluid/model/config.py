@@ -114,8 +114,9 @@ class FluidConfig(HeadConfig):
             Q-Bottleneck, the Q-Transforms and any trainable encoder). Measured on the synthetic catalogue
             with encoders trained from scratch: with True, the balance loss's gradient into the encoders
             exceeds the weighted CE's and FLUID barely learns.
-        moe_dispatch*: "sparse" runs each expert only on its routed vectors; "dense" runs every expert on
-            every vector and masks (same numbers; simpler graph, e.g. for ONNX).
+        moe_dispatch*: "auto" (dense on a GPU, sparse on a CPU); "sparse" runs each expert only on its routed
+            vectors; "dense" runs every expert on every vector and masks (same numbers; no host round trip per
+            expert and a static graph, e.g. for ONNX and CUDA; k/E of the arithmetic is wasted).
         router_z_loss_weight*: weight of the optional router z-loss (ST-MoE); 0 = off.
         use_contrastive / use_qtransform / use_gating / use_bottleneck / use_moe: the Table 3 ablations.
         no_qtransform_pooling*: with use_qtransform=False, the 1-token summary of each encoder sequence:
@@ -137,7 +138,7 @@ class FluidConfig(HeadConfig):
     top_k: int = 2
     expert_hidden_dim: int | None = None
     moe_input: str = "flatten"
-    moe_dispatch: str = "sparse"
+    moe_dispatch: str = "auto"
     balance_loss_trains_input: bool = False
     router_z_loss_weight: float = 0.0
     ce_weight: float = 1.0 / 3.0
@@ -163,7 +164,7 @@ class FluidConfig(HeadConfig):
         )
         _check_choice("contrastive_pooling", self.contrastive_pooling, ("mean", "first"))
         _check_choice("moe_input", self.moe_input, ("flatten", "per-token"))
-        _check_choice("moe_dispatch", self.moe_dispatch, ("sparse", "dense"))
+        _check_choice("moe_dispatch", self.moe_dispatch, ("auto", "sparse", "dense"))
         _check_choice("no_qtransform_pooling", self.no_qtransform_pooling, ("cls", "mean"))
         for name in ("gate_hidden_dim", "expert_hidden_dim"):
             v = getattr(self, name)

@@ -22,7 +22,9 @@ __all__ = [
     "expert_usage",
     "Router",
     "ExpertMLP",
+    "DISPATCH_MODES",
     "MixtureOfExperts",
+    "dense_dispatch",
     "MoEOutput",
 ]
 
@@ -145,6 +147,15 @@ class MoEOutput:
             1, self.indices, self.weights).detach()
 
 
+DISPATCH_MODES = ("auto", "sparse", "dense")
+
+
+def dense_dispatch(dispatch: str, device: torch.device) -> bool:
+    """Whether a :class:`MixtureOfExperts` with this ``dispatch`` runs every expert on every vector on ``device``
+    ("auto": on any accelerator, not on the CPU)."""
+    return dispatch == "dense" or (dispatch == "auto" and device.type != "cpu")
+
+
 class MixtureOfExperts(nn.Module):
     """E expert MLPs, of which the router's top k run on each input vector; outputs mixed by the gate.
 
@@ -155,8 +166,11 @@ class MixtureOfExperts(nn.Module):
         num_experts (int): E (paper: 16).
         top_k (int): k (paper: 2).
         dropout (float): dropout inside the experts.
-        dispatch (str): "sparse" (each expert runs on its routed vectors only) or "dense" (every expert
-            runs on every vector, non-chosen ones weighted 0; same result).
+        dispatch (str): "sparse" (each expert runs on its routed vectors only), "dense" (every expert
+            runs on every vector, non-chosen ones weighted 0; same result) or "auto": dense on a GPU, where
+            sparse dispatch waits for the host once per expert to size its selection (measured on an H100 with
+            the paper-size head: 6.8 ms sparse vs 3.7 ms dense per item at batch 1, 8.3 vs 6.2 ms at batch 64),
+            sparse on a CPU, where the k/E share of the expert arithmetic is what counts.
         balance_trains_input (bool): whether the load-balancing loss (on ``balance_logits``) may send
             gradient into the input ``x``; False = it trains the router weights only.
     """
@@ -169,12 +183,12 @@ class MixtureOfExperts(nn.Module):
         num_experts: int = 16,
         top_k: int = 2,
         dropout: float = 0.0,
-        dispatch: str = "sparse",
+        dispatch: str = "auto",
         balance_trains_input: bool = False,
     ) -> None:
         super().__init__()
-        if dispatch not in ("sparse", "dense"):
-            raise ValueError(f"dispatch={dispatch!r} is not one of ['sparse', 'dense']")
+        if dispatch not in DISPATCH_MODES:
+            raise ValueError(f"dispatch={dispatch!r} is not one of {list(DISPATCH_MODES)}")
         self.num_experts = num_experts
         self.top_k = top_k
         self.out_dim = out_dim
@@ -192,7 +206,7 @@ class MixtureOfExperts(nn.Module):
             MoEOutput with ``output`` N x out_dim.
         """
         logits, weights, indices = self.router(x)
-        if self.dispatch == "dense":
+        if dense_dispatch(self.dispatch, x.device):
             gates = torch.zeros_like(logits, dtype=weights.dtype).scatter(1, indices, weights)  # N x E
             stacked = torch.stack([expert(x) for expert in self.experts], dim=1)  # N x E x out
             out = (gates.unsqueeze(-1) * stacked).sum(dim=1)

@@ -86,6 +86,10 @@ def render_gallery(issues: pd.DataFrame, images: pd.Series, texts: pd.Series, su
     """
     facts = [("items reviewed", summary.get("n_items")), ("label issues found", summary.get("n_flagged")),
              ("shown here", len(issues)), ("folds", summary.get("folds"))]
+    if summary.get("flag_rule"):
+        facts.append(("flag rule", summary["flag_rule"]))
+    if summary.get("estimated_fdr") is not None:
+        facts.append(("estimated false-discovery rate", f"{summary['estimated_fdr']:.3f}"))
     for key, name in (("detection_precision", "detection precision"), ("detection_recall", "detection recall"),
                       ("precision_at_100", "precision at 100")):
         if summary.get(key) is not None:

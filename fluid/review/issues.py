@@ -10,7 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["LabelIssues", "class_noise_rates", "detection_metrics", "find_label_issues", "read_corrupted_ids"]
+__all__ = ["MIN_TRUSTED", "LabelIssues", "class_noise_rates", "detection_metrics", "fdr_flags", "find_label_issues",
+           "read_corrupted_ids", "trusted_mask"]
+
+#: Fewest trusted items for the trusted-FDR flag rule: with fewer, one trusted item above the threshold already
+#: stands for N / MIN_TRUSTED estimated false discoveries, too coarse a null distribution; cleanlab decides then.
+MIN_TRUSTED = 50
 
 
 @dataclass
@@ -18,7 +23,8 @@ class LabelIssues:
     """Result of :func:`find_label_issues`.
 
     Attributes:
-        is_issue (np.ndarray): N bool, cleanlab's verdict (confident learning, prune by noise rate).
+        is_issue (np.ndarray): N bool, the flagged items: cleanlab's verdict (confident learning, prune by
+            noise rate); ``review_catalogue`` replaces it with :func:`fdr_flags` when trusted labels exist.
         score (np.ndarray): N floats in [0, 1], 1 - cleanlab's self-confidence label quality: the higher, the
             surer we are that the given label is wrong.
         ranking (np.ndarray): all N row positions, most probable issue first (by ``score``).
@@ -54,6 +60,91 @@ def find_label_issues(labels: np.ndarray, pred_probs: np.ndarray) -> LabelIssues
     ranking = np.argsort(-score, kind="stable")
     return LabelIssues(is_issue=np.asarray(is_issue, dtype=bool), score=score, ranking=ranking,
                        suggested=pred_probs.argmax(axis=1))
+
+
+def fdr_flags(score: np.ndarray, trusted: np.ndarray, max_fdr: float = 0.2
+              ) -> tuple[np.ndarray, float | None, float | None]:
+    """Flags the items whose score reaches a threshold chosen for an estimated false-discovery rate <= ``max_fdr``,
+    using trusted (correctly labelled) items as the null distribution of the score.
+
+    For a threshold ``t`` (the candidates are the distinct scores), with ``N`` items of which ``n_trusted`` are
+    trusted::
+
+        FPR_trusted(t) = #{trusted items with score >= t} / n_trusted
+        FDR(t)         = N * FPR_trusted(t) / max(1, #{items with score >= t})
+
+    ``N * FPR_trusted(t)`` estimates the false discoveries among all ``N`` items as if every item were correctly
+    labelled (conservative: the clean items are at most ``N``; errors among the trusted labels, if any, only raise
+    it). The estimate is made monotone like a q-value (Benjamini-Hochberg, target-decoy):
+    ``q(t) = min(1, min over t' <= t of FDR(t'))``, so a lower threshold never has a higher estimate. The flagged
+    set is every item with ``score >= t*``, ``t*`` the smallest candidate with ``q(t*) <= max_fdr``: the largest
+    flagged set under the bound (``q(t*) = FDR(t*)``).
+
+    Args:
+        score (np.ndarray): N floats, higher = surer the label is wrong (``LabelIssues.score``).
+        trusted (np.ndarray): N bools, the items known to be correctly labelled (e.g. label_source ``human``).
+        max_fdr (float): the bound, in (0, 1).
+
+    Returns:
+        ``(is_issue, threshold, estimated_fdr)``: N bools; ``t*`` and ``FDR(t*)``, or ``(all False, None, None)``
+        when no threshold qualifies.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    trusted = np.asarray(trusted, dtype=bool)
+    if score.ndim != 1 or trusted.shape != score.shape:
+        raise ValueError(f"score and trusted must be two vectors of one length; got shapes {score.shape} and "
+                         f"{trusted.shape}")
+    if np.isnan(score).any():
+        raise ValueError("score contains NaN")
+    if not 0.0 < max_fdr < 1.0:
+        raise ValueError(f"max_fdr must be in (0, 1); got {max_fdr}")
+    if not trusted.any():
+        raise ValueError("fdr_flags needs at least one trusted item")
+    order = np.argsort(-score, kind="stable")
+    ranked = score[order]
+    # candidate t = each distinct score; counts of items (all / trusted) with score >= t at its last tie
+    last = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True])
+    n_above = last + 1
+    trusted_above = np.cumsum(trusted[order])[last]
+    fdr = len(score) * (trusted_above / trusted.sum()) / np.maximum(1, n_above)
+    q = np.minimum(1.0, np.minimum.accumulate(fdr[::-1])[::-1])  # running min towards lower thresholds
+    ok = np.flatnonzero(q <= max_fdr)
+    if len(ok) == 0:
+        return np.zeros(len(score), dtype=bool), None, None
+    best = ok[-1]  # the lowest qualifying threshold
+    threshold = float(ranked[last[best]])
+    return score >= threshold, threshold, float(fdr[best])
+
+
+def trusted_mask(sources: np.ndarray | None, trusted_source: str | None, *, min_trusted: int = MIN_TRUSTED
+                 ) -> tuple[np.ndarray | None, str]:
+    """Which items are trusted for :func:`fdr_flags`, or why the trusted-FDR rule cannot be used.
+
+    Args:
+        sources: each item's label source (e.g. ``human`` / ``machine``; None/NaN = unknown), or None when the
+            catalogue has no label-source column.
+        trusted_source: the trusted value (None = do not use the rule).
+        min_trusted: fewest trusted items for the rule (:data:`MIN_TRUSTED`).
+
+    Returns:
+        ``(mask, reason)``: N bools and ``""`` when the rule applies; otherwise ``None`` and a sentence saying why
+        (no column, value absent, fewer than ``min_trusted`` trusted items, or every item trusted).
+    """
+    if trusted_source is None:
+        return None, "no trusted label source given"
+    if sources is None:
+        return None, "the catalogue has no label_source column"
+    values = np.asarray([None if pd.isna(v) else str(v).strip() for v in sources], dtype=object)
+    mask = values == trusted_source
+    n = int(mask.sum())
+    if n == 0:
+        seen = sorted({v for v in values if v is not None})
+        return None, f"no item has label_source {trusted_source!r} (found {seen})"
+    if n < min_trusted:
+        return None, f"only {n} items have label_source {trusted_source!r}; the trusted-FDR rule needs {min_trusted}"
+    if n == len(mask):
+        return None, f"every item has label_source {trusted_source!r}: no untrusted labels to flag"
+    return mask, ""
 
 
 def class_noise_rates(labels: np.ndarray, pred_probs: np.ndarray, classes: list[str]) -> pd.DataFrame:

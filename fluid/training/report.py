@@ -15,6 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from fluid._io import atomic_path, write_text_atomic  # noqa: E402
+
 MAX_CONFUSION_CLASSES = 20
 SUMMARY_KEYS = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "top5_accuracy")
 
@@ -25,10 +27,9 @@ def _pct(value) -> str:
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
+        plt.close(fig)
     return path
 
 
@@ -216,7 +217,5 @@ def write_report(run_dir: str | Path) -> Path:
     lines.append(f"\n## Plots ({shown_name})\n")
     lines += [f"### {title}\n\n![{title}](plots/{path.name})\n" for title, path in plots if path is not None]
     report = run_dir / "report.md"
-    tmp = report.with_name(report.name + ".tmp")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    tmp.replace(report)  # atomic: a crash never leaves a half-written report
+    write_text_atomic(report, "\n".join(lines))  # atomic: a crash never leaves a half-written report
     return report

@@ -115,3 +115,11 @@ def test_preprocessor_is_light_and_picklable(tiny_text, tiny_image, images):
     assert all(torch.equal(pre(texts)[k], tiny_text.prepare(texts)[k]) for k in pre(texts))
     ipre = pickle.loads(pickle.dumps(tiny_image.preprocessor))
     assert torch.equal(ipre(images)["pixel_values"], tiny_image.prepare(images)["pixel_values"])
+
+
+def test_lengths_in_chunks_match_one_text_at_a_time(tiny_text, corpus):
+    texts = [None, *corpus[:7], "", "   ", " ".join(corpus[:3]) * 40]
+    one_by_one = [0 if t is None or not t.strip() else len(tiny_text.prepare([t])["input_ids"][0]) for t in texts]
+    assert tiny_text.lengths(texts) == one_by_one
+    assert tiny_text.preprocessor.lengths(texts, chunk=3) == one_by_one
+    assert max(one_by_one) == tiny_text.preprocessor.max_length  # the long text is truncated

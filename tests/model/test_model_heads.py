@@ -317,3 +317,14 @@ def test_every_parameter_gets_a_gradient(name):
     head.loss(out, torch.tensor([0, 1, 2, 0]))["loss"].backward()
     unused = [n for n, p in head.named_parameters() if p.grad is None]
     assert not unused, unused
+
+
+def test_moe_auto_dispatch_is_dense_on_accelerators_only():
+    from fluid.model.moe import dense_dispatch
+
+    assert make("fluid").moe.dispatch == "auto"
+    assert dense_dispatch("auto", torch.device("cuda")) and dense_dispatch("auto", torch.device("mps"))
+    assert not dense_dispatch("auto", torch.device("cpu"))
+    assert dense_dispatch("dense", torch.device("cpu")) and not dense_dispatch("sparse", torch.device("cuda"))
+    with pytest.raises(ValueError, match="moe_dispatch"):
+        make("fluid", moe_dispatch="fast")

@@ -3,6 +3,7 @@
 
 import io
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from fluid.cli import app
 from fluid.config import SMOKE_TEST_OVERRIDES
 from fluid.review import class_noise_rates, detection_metrics, find_label_issues, fold_assignment, read_corrupted_ids
+from fluid.review.issues import MIN_TRUSTED, fdr_flags, trusted_mask
 from fluid.review.gallery import NAV_MARKER, render_gallery, thumbnail_data_uri
 from fluid.review.review import ISSUE_COLUMNS, _sidecar
 
@@ -120,6 +122,98 @@ def test_detection_refuses_unscored_rows():
         find_label_issues(given, proba)
 
 
+# ----------------------------------------------------------------------------------------------- trusted-FDR flags
+# 10 items, 6 trusted (T); FDR(t) = 10 * (#T >= t / 6) / #(>= t):
+#   score .9  .8  .7    .6    .5    .4    .3    .2    .1    0
+#   T      -   -   T     -     -     T     T     T     T     T
+#   FDR    0   0  .556  .417  .333  .556  .714  .833  .926  1
+SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0])
+TRUSTED = np.array([0, 0, 1, 0, 0, 1, 1, 1, 1, 1], dtype=bool)
+
+
+@pytest.mark.parametrize(("max_fdr", "threshold", "estimated"), [
+    (0.2, 0.8, 0.0),  # only above every trusted score
+    (0.34, 0.5, 10 * 1 / 6 / 5),  # .7 and .6 exceed the bound but the lower .5 does not: monotone, largest set
+    (0.42, 0.5, 10 * 1 / 6 / 5),  # .6 qualifies too; the smallest qualifying threshold wins
+    (0.9, 0.2, 10 * 4 / 6 / 8),
+    (0.99, 0.1, 10 * 5 / 6 / 9),
+])
+def test_fdr_flags_hand_computed(max_fdr, threshold, estimated):
+    is_issue, t, fdr = fdr_flags(SCORES, TRUSTED, max_fdr)
+    assert t == pytest.approx(threshold) and fdr == pytest.approx(estimated)
+    assert np.array_equal(is_issue, SCORES >= threshold)
+    shuffled = np.random.default_rng(0).permutation(10)  # order of the items does not matter
+    again, t2, fdr2 = fdr_flags(SCORES[shuffled], TRUSTED[shuffled], max_fdr)
+    assert (t2, fdr2) == (t, fdr) and np.array_equal(again, is_issue[shuffled])
+
+
+def test_fdr_flags_is_monotone_in_the_bound():
+    rng = np.random.default_rng(1)
+    score = np.r_[rng.beta(2, 5, 400), rng.beta(5, 1.5, 60)]
+    trusted = np.r_[rng.random(400) < 0.7, np.zeros(60, bool)]
+    sizes, last = [], np.zeros(len(score), bool)
+    for bound in (0.05, 0.1, 0.2, 0.3, 0.5):
+        flags, threshold, estimated = fdr_flags(score, trusted, bound)
+        assert estimated <= bound and np.all(flags >= last)  # a looser bound only adds items
+        last = flags
+        sizes.append(int(flags.sum()))
+        # the estimate at the chosen threshold is the formula's
+        assert estimated == pytest.approx(len(score) * (trusted & (score >= threshold)).sum() / trusted.sum()
+                                          / flags.sum())
+    assert sizes == sorted(sizes) and sizes[0] > 0
+
+
+def test_fdr_flags_controls_the_false_discoveries_when_trusted_items_are_like_the_clean_ones():
+    rng = np.random.default_rng(2)
+    clean, wrong = 3000, 300
+    score = np.r_[rng.beta(2, 6, clean), rng.beta(6, 2, wrong)]
+    trusted = np.r_[rng.random(clean) < 0.75, np.zeros(wrong, bool)]  # trusted = a random share of clean items
+    flags, _, estimated = fdr_flags(score, trusted, 0.2)
+    false = flags[:clean].sum() / flags.sum()
+    assert estimated <= 0.2 and false <= 0.2 + 0.03, (false, estimated)
+    assert flags[clean:].mean() >= 0.5  # and finds most of the wrong labels
+
+
+def test_fdr_flags_ties_flag_together():
+    flags, threshold, estimated = fdr_flags(np.array([0.9, 0.9, 0.5, 0.5, 0.1]),
+                                            np.array([False, False, False, True, True]), 0.7)
+    assert threshold == 0.5 and estimated == pytest.approx(5 * 0.5 / 4)
+    assert flags.tolist() == [True, True, True, True, False]
+
+
+def test_fdr_flags_without_a_qualifying_threshold_flags_nothing():
+    # the highest score is trusted: every threshold's estimate is >= 3 * (1/1) / 3 = 1
+    flags, threshold, estimated = fdr_flags(np.array([0.9, 0.8, 0.7]), np.array([True, False, False]), 0.2)
+    assert not flags.any() and threshold is None and estimated is None
+
+
+def test_fdr_flags_refuses_bad_input():
+    with pytest.raises(ValueError, match=r"max_fdr must be in \(0, 1\)"):
+        fdr_flags(SCORES, TRUSTED, 1.0)
+    with pytest.raises(ValueError, match="max_fdr"):
+        fdr_flags(SCORES, TRUSTED, 0.0)
+    with pytest.raises(ValueError, match="at least one trusted item"):
+        fdr_flags(SCORES, np.zeros(10, bool), 0.2)
+    with pytest.raises(ValueError, match="one length"):
+        fdr_flags(SCORES, TRUSTED[:5], 0.2)
+
+
+def test_trusted_mask_and_its_fallbacks():
+    sources = np.array(["human"] * 60 + ["machine"] * 20 + [None, float("nan")], dtype=object)
+    mask, reason = trusted_mask(sources, "human")
+    assert reason == "" and mask.sum() == 60 and not mask[60:].any()
+    assert trusted_mask(np.array([" human "] * 60 + ["machine"], dtype=object), "human")[0].sum() == 60
+    for args, why in [((sources, None), "no trusted label source"),
+                      ((None, "human"), "no label_source column"),
+                      ((sources, "expert"), "no item has label_source 'expert'"),
+                      ((sources[MIN_TRUSTED - 1:], "human"), f"only {61 - MIN_TRUSTED} items .* needs {MIN_TRUSTED}"),
+                      ((np.array(["human"] * 80, dtype=object), "human"), "every item has label_source 'human'")]:
+        mask, reason = trusted_mask(*args)
+        assert mask is None
+        assert re.search(why, reason), reason
+    assert trusted_mask(sources, "human", min_trusted=61)[0] is None
+
+
 def test_truth_sidecar(tmp_path):
     path = tmp_path / "noisy_labels.csv"
     path.write_text("item_id,true_category,given_category\n1,1000,1000\n2,1003,1001\n3,1002,1002\n")
@@ -210,6 +304,7 @@ def test_fluid_review_finds_the_corrupted_labels(noisy_catalogue, tmp_path):
     assert summary["n_items"] == 120 and summary["n_corrupted"] == 12
     assert summary["detection_precision"] >= 0.8, summary
     assert summary["detection_recall"] >= 0.5, summary
+    assert summary["flag_rule"] == "trusted-fdr" and summary["n_trusted"] == 108, summary
     out = run / "review"
     issues = pd.read_csv(out / "label_issues.csv", dtype=str)
     assert list(issues.columns) == ISSUE_COLUMNS
@@ -225,6 +320,61 @@ def test_fluid_review_finds_the_corrupted_labels(noisy_catalogue, tmp_path):
     assert gallery.count("class=card") == len(issues) and "data:image/jpeg;base64," in gallery
     assert json.loads((out / "review.json").read_text())["n_flagged"] == summary["n_flagged"]
     assert "probably wrong" in result.output
+
+
+def _classical_run(noisy_catalogue, tmp_path):
+    """A run configuration whose folds train in about a second (TF-IDF + logistic regression on the title)."""
+    from fluid import Classifier
+
+    run = tmp_path / "run"
+    run.mkdir()
+    Classifier("tfidf-logreg", label="category", text="title", image="picture", id="sku", language="geo",
+               label_source="source", image_root=str(noisy_catalogue), seed=0).config.save(run / "config.yaml")
+    return run
+
+
+def test_fluid_review_flags_by_trusted_fdr_and_falls_back_to_cleanlab(noisy_catalogue, tmp_path):
+    run = _classical_run(noisy_catalogue, tmp_path)
+    data, truth = str(noisy_catalogue / "products.csv"), str(noisy_catalogue / "truth.csv")
+    result = CliRunner().invoke(app, ["review", str(run), "--data", data, "--folds", "3", "--truth", truth,
+                                      "--gallery-items", "0", "--max-fdr", "0.25", "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "a" / "review.json").read_text())
+    assert summary["flag_rule"] == "trusted-fdr" and summary["trusted_source"] == "human"
+    assert summary["n_trusted"] == 108 and summary["max_fdr"] == 0.25  # the 12 corrupted rows are "machine"
+    assert summary["estimated_fdr"] <= 0.25 and "flag rule trusted-fdr" in result.output
+    issues = pd.read_csv(tmp_path / "a" / "label_issues.csv")
+    assert len(issues) == summary["n_flagged"] > 0 and (issues["score"] >= summary["flag_threshold"] - 1e-6).all()
+
+    # disabled: cleanlab's flagged set, with the reason
+    result = CliRunner().invoke(app, ["review", str(run), "--data", data, "--folds", "3", "--truth", truth,
+                                      "--gallery-items", "0", "--trusted-source", "none", "--out",
+                                      str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "b" / "review.json").read_text())
+    assert summary["flag_rule"] == "cleanlab" and summary["trusted_source"] is None
+    assert summary["flag_threshold"] is None and summary["estimated_fdr"] is None
+    assert "no trusted label source" in summary["flag_note"]
+
+
+def test_review_catalogue_falls_back_without_usable_trusted_labels(noisy_catalogue, tmp_path):
+    from fluid.review import review_catalogue
+
+    run = _classical_run(noisy_catalogue, tmp_path)
+    summary = review_catalogue(run, str(noisy_catalogue / "products.csv"), tmp_path / "out", folds=3,
+                               gallery_items=0, trusted_source="expert", progress=False)
+    assert summary["flag_rule"] == "cleanlab" and summary["n_trusted"] == 0
+    assert "no item has label_source 'expert'" in summary["flag_note"]
+    with pytest.raises(ValueError, match=r"max_fdr must be in \(0, 1\)"):
+        review_catalogue(run, str(noisy_catalogue / "products.csv"), max_fdr=1.5)
+
+
+def test_fluid_review_refuses_a_bad_max_fdr(tmp_path):
+    (tmp_path / "config.yaml").write_text("model: tfidf-logreg\n")
+    result = CliRunner().invoke(app, ["review", str(tmp_path), "--data", "x.csv", "--max-fdr", "0"])
+    assert result.exit_code == 2 and "--max-fdr must be in (0, 1)" in result.output
+    result = CliRunner().invoke(app, ["review", str(tmp_path), "--data", "x.csv", "--trusted-source", " "])
+    assert result.exit_code == 2 and "--trusted-source" in result.output
 
 
 def test_fluid_review_reports_a_missing_run(tmp_path):

@@ -1,0 +1,22 @@
+"""Attention over batch-dependent lengths excludes cuDNN's SDPA kernel on CUDA and changes nothing elsewhere."""
+
+from __future__ import annotations
+
+import torch
+
+from fluid._sdpa import varying_length_attention
+
+
+def test_cuda_attention_runs_without_the_cudnn_kernel_and_restores_it():
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with varying_length_attention(torch.device("cuda")):
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
+        assert torch.backends.cuda.math_sdp_enabled()
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+
+
+def test_cpu_attention_is_untouched():
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with varying_length_attention(torch.device("cpu")):
+        assert torch.backends.cuda.cudnn_sdp_enabled() == before
