@@ -14,16 +14,17 @@ import contextlib
 
 import torch
 
+try:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+except ImportError:  # pragma: no cover - torch < 2.3
+    sdpa_kernel = None
+
 __all__ = ["varying_length_attention"]
 
 
 def varying_length_attention(device: torch.device):
     """A context manager for attention over ``device`` with batch-dependent lengths: on CUDA, PyTorch's SDPA
     backends without cuDNN's; elsewhere (or on a PyTorch without ``torch.nn.attention``) nothing changes."""
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    try:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-    except ImportError:  # pragma: no cover - torch < 2.3
+    if device.type != "cuda" or sdpa_kernel is None:
         return contextlib.nullcontext()
     return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])

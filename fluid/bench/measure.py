@@ -21,16 +21,19 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _status_kib(field: str) -> int | None:
-    """A ``kB`` field of ``/proc/self/status`` (Linux) in KiB, or None where there is no such file."""
+def _status_kib(*fields: str) -> dict[str, int]:
+    """``kB`` fields of ``/proc/self/status`` (Linux) in KiB, read in one pass; empty where there is no such
+    file."""
+    found: dict[str, int] = {}
     try:
         with open("/proc/self/status", encoding="ascii") as f:
             for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
+                name, _, value = line.partition(":")
+                if name in fields:
+                    found[name] = int(value.split()[0])
     except OSError:  # pragma: no cover - not Linux
-        return None
-    return None
+        pass
+    return found
 
 
 def current_rss_bytes() -> int:
@@ -45,7 +48,7 @@ def current_rss_bytes() -> int:
 def current_anon_rss_bytes() -> int | None:
     """Anonymous resident memory now (``RssAnon``: heap, tensors, Python objects), without file-backed pages
     such as a memory-mapped feature cache, which the kernel can drop and re-read; None off Linux."""
-    kib = _status_kib("RssAnon")
+    kib = _status_kib("RssAnon").get("RssAnon")
     return None if kib is None else kib * 1024
 
 
@@ -56,7 +59,7 @@ def peak_rss_bytes() -> int:
     ``ru_maxrss`` across ``exec``, so a process started by a large parent (``fluid bench`` starting a scaling
     run) would report the parent's peak. Elsewhere ``ru_maxrss`` (KiB on Linux, bytes on macOS).
     """
-    kib = _status_kib("VmHWM")
+    kib = _status_kib("VmHWM").get("VmHWM")
     if kib is not None:
         return kib * 1024
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -80,10 +83,11 @@ class PeakMemory:
         self._stop = threading.Event()
 
     def _take(self) -> None:
-        self.rss_bytes = max(self.rss_bytes, current_rss_bytes())
-        anon = current_anon_rss_bytes()
-        if anon is not None:
-            self.anon_rss_bytes = max(self.anon_rss_bytes or 0, anon)
+        status = _status_kib("VmRSS", "RssAnon")  # one read per sample
+        rss = status["VmRSS"] * 1024 if "VmRSS" in status else current_rss_bytes()
+        self.rss_bytes = max(self.rss_bytes, rss)
+        if "RssAnon" in status:
+            self.anon_rss_bytes = max(self.anon_rss_bytes or 0, status["RssAnon"] * 1024)
 
     def _sample(self) -> None:
         while not self._stop.is_set():

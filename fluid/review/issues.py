@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["MIN_TRUSTED", "LabelIssues", "class_noise_rates", "detection_metrics", "fdr_flags", "find_label_issues",
-           "read_corrupted_ids", "trusted_mask"]
+           "label_source_matches", "read_corrupted_ids", "trusted_mask"]
 
 #: Fewest trusted items for the trusted-FDR flag rule: with fewer, one trusted item above the threshold already
 #: stands for N / MIN_TRUSTED estimated false discoveries, too coarse a null distribution; cleanlab decides then.
@@ -116,6 +116,13 @@ def fdr_flags(score: np.ndarray, trusted: np.ndarray, max_fdr: float = 0.2
     return score >= threshold, threshold, float(fdr[best])
 
 
+def label_source_matches(sources: np.ndarray, trusted_source: str) -> np.ndarray:
+    """N bools: the items whose label source is ``trusted_source`` (surrounding spaces ignored; None/NaN never
+    match)."""
+    return np.fromiter((not pd.isna(v) and str(v).strip() == trusted_source for v in sources), dtype=bool,
+                       count=len(sources))
+
+
 def trusted_mask(sources: np.ndarray | None, trusted_source: str | None, *, min_trusted: int = MIN_TRUSTED
                  ) -> tuple[np.ndarray | None, str]:
     """Which items are trusted for :func:`fdr_flags`, or why the trusted-FDR rule cannot be used.
@@ -134,11 +141,10 @@ def trusted_mask(sources: np.ndarray | None, trusted_source: str | None, *, min_
         return None, "no trusted label source given"
     if sources is None:
         return None, "the catalogue has no label_source column"
-    values = np.asarray([None if pd.isna(v) else str(v).strip() for v in sources], dtype=object)
-    mask = values == trusted_source
+    mask = label_source_matches(sources, trusted_source)
     n = int(mask.sum())
     if n == 0:
-        seen = sorted({v for v in values if v is not None})
+        seen = sorted({str(v).strip() for v in sources if not pd.isna(v)})
         return None, f"no item has label_source {trusted_source!r} (found {seen})"
     if n < min_trusted:
         return None, f"only {n} items have label_source {trusted_source!r}; the trusted-FDR rule needs {min_trusted}"

@@ -14,8 +14,8 @@ from fluid._io import atomic_path, write_json_atomic, write_text_atomic
 
 from .crossfit import cross_fit_proba
 from .gallery import render_gallery
-from .issues import (class_noise_rates, detection_metrics, fdr_flags, find_label_issues, read_corrupted_ids,
-                     trusted_mask)
+from .issues import (class_noise_rates, detection_metrics, fdr_flags, find_label_issues, label_source_matches,
+                     read_corrupted_ids, trusted_mask)
 
 __all__ = ["GALLERY_FILE", "ISSUES_FILE", "NOISE_FILE", "PROBA_FILE", "REVIEW_DIR", "SUMMARY_FILE",
            "review_catalogue"]
@@ -148,7 +148,7 @@ def _flag(issues, frame: pd.DataFrame, trusted_source: str | None, max_fdr: floa
         sources = None
     trusted, reason = trusted_mask(sources, trusted_source)
     n_trusted = 0 if sources is None or trusted_source is None else \
-        sum(not pd.isna(v) and str(v).strip() == trusted_source for v in sources)
+        int(label_source_matches(sources, trusted_source).sum())
     flagging = {"flag_rule": "cleanlab", "max_fdr": max_fdr,
                 "flag_note": f"confident learning (prune by noise rate); trusted-FDR not used: {reason}",
                 "flag_threshold": None, "estimated_fdr": None, "n_trusted": int(n_trusted),
