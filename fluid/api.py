@@ -33,6 +33,7 @@ from sklearn.exceptions import NotFittedError
 
 from fluid._io import atomic_path, write_json_atomic
 from fluid.config import Columns, RunConfig
+from fluid.data.dataset import IMAGE_PROBLEM
 from fluid.data.schema import has_value
 
 log = logging.getLogger("fluid")
@@ -253,7 +254,7 @@ class Classifier:
             return [{} for _ in frames]
         cache = FeatureCache(root, budget_bytes=int(self.config.feature_cache_budget_gb * 1024**3))
         return [cached_features(self.network, frame, image_root, cache, batch_size=self.config.batch_size,
-                                progress=progress) for frame, image_root in frames]
+                                progress=progress, workers=self.config.num_workers) for frame, image_root in frames]
 
     # ----------------------------------------------------------------- training
     def fit(self, train, val=None, *, epochs: int | None = None, time_limit: float | None = None,
@@ -337,8 +338,18 @@ class Classifier:
         train_seconds = time.perf_counter() - started
         if not result.is_global_zero:
             return self  # under DDP only the first process evaluates and writes the run directory
+        if not _is_classical(cfg.model):
+            unreadable = {stage: _unreadable_rows(frame, {**_cache_problems(features),
+                                                           **result.unreadable_images.get(stage, {})})
+                          for stage, frame, features in (("train", train_frame, train_features),
+                                                         ("val", val_frame, val_features))}
+            bad_rows["unreadable_images"] = {stage: {"count": len(rows), "examples": rows[:20]}
+                                             for stage, rows in unreadable.items()}
+            _write_json(run_dir / "bad_rows.json", bad_rows)
         val_metrics = self._evaluate_frame(val_frame, val_root, progress=False)
         self.metrics_ = {"validation": val_metrics, "best_epoch": result.best_epoch,
+                         "n_unreadable_image": {stage: v["count"]
+                                                for stage, v in bad_rows.get("unreadable_images", {}).items()},
                          "epochs_run": result.epochs_run, "train_seconds": train_seconds,
                          "train_label_counts": train_counts, "stopped_by_time_limit": result.stopped_by_time}
         self._save_weights(run_dir / WEIGHTS_FILE)
@@ -422,7 +433,7 @@ class Classifier:
         self.network.eval()
         loader = self._loader(frame, image_root, shuffle=False, drop_modality=drop_modality, corruption=corruption)
         probas, labels, embeddings, gates, loads, routings = [], [], [], [], [], []
-        unreadable: list[dict] = []  # images that failed to decode (scored without their image)
+        unreadable: dict[int, str] = {}  # frame position -> why its image failed to decode (scored without it)
         with Progress(transient=True, disable=not progress) as bar:
             task = bar.add_task("scoring", total=len(frame))
             for batch in loader:
@@ -438,10 +449,9 @@ class Classifier:
                 if getattr(output, "routing", None) is not None:
                     routings.append(output.routing.float().numpy())
                 for position, problems in zip(batch["index"].tolist(), batch.get("problems", [])):
-                    row = frame.index[position]
-                    unreadable += [{"row": row.item() if hasattr(row, "item") else row,
-                                    "id": frame["id"].iloc[position], "problem": problem[len("image: "):]}
-                                   for problem in problems if problem.startswith("image: ")]
+                    for problem in problems:
+                        if problem.startswith(IMAGE_PROBLEM):
+                            unreadable.setdefault(position, problem[len(IMAGE_PROBLEM):])
                 bar.advance(task, len(batch["label"]))
         n_classes = len(self.classes_)
         return {
@@ -451,7 +461,7 @@ class Classifier:
             "gate": np.concatenate(gates) if gates else None,
             "expert_load": (np.sum(loads, axis=0) / max(len(frame), 1)) if loads else None,
             "routing": np.concatenate(routings) if routings else None,
-            "unreadable_images": unreadable,
+            "unreadable_images": _unreadable_rows(frame, unreadable),
         }
 
     @staticmethod
@@ -758,6 +768,25 @@ def _json_default(value):
     if isinstance(value, np.ndarray):
         return value.tolist()
     return str(value)
+
+
+def _cache_problems(features: dict) -> dict[int, str]:
+    """Frame position -> reason for the images the feature-cache build could not decode (the cached image
+    features of a run whose dataset then never opens the files)."""
+    image = features.get("image")
+    problems = getattr(image, "problems", None) or {}
+    return {position: reason.removeprefix(IMAGE_PROBLEM) for position, reason in problems.items()}
+
+
+def _unreadable_rows(frame: pd.DataFrame, problems: dict[int, str]) -> list[dict]:
+    """``[{"row", "id", "problem"}]`` in frame order for the frame positions in ``problems`` (images that failed
+    to decode); ``row`` is the frame's index label (the file's data row)."""
+    rows = []
+    for position in sorted(problems):
+        row = frame.index[position]
+        rows.append({"row": row.item() if hasattr(row, "item") else row, "id": frame["id"].iloc[position],
+                     "problem": problems[position]})
+    return rows
 
 
 def _write_split(path: Path, train: pd.DataFrame, val: pd.DataFrame) -> None:

@@ -1,7 +1,7 @@
-"""One scaling measurement, run in its own process by ``fluid bench``: write a synthetic catalogue of N items,
-train one epoch of the demo FLUID configuration with :class:`fluid.Classifier`, and report time and memory:
-the process's peak RSS, its peak anonymous RSS (without file-backed pages such as memory-mapped caches) and, on
-a GPU, peak CUDA memory.
+"""One scaling measurement, run in its own process by ``fluid bench``: write a synthetic catalogue of N items
+(in a child process, so the generator's own memory is not counted), train one epoch of the demo FLUID
+configuration with :class:`fluid.Classifier`, and report time and memory: the process's peak RSS, its peak
+anonymous RSS (without file-backed pages such as memory-mapped caches) and, on a GPU, peak CUDA memory.
 
 ``python -m fluid.bench.scaling --items N --workdir DIR --out FILE``
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import time
 from pathlib import Path
 
@@ -24,7 +25,13 @@ def measure(items: int, workdir: Path) -> dict:
     from fluid.data.synthetic import write_synthetic
 
     started = time.perf_counter()
-    data = write_synthetic(workdir / "data", items=items, seed=0, overwrite=True)
+    data = workdir / "data"
+    writer = multiprocessing.get_context("spawn").Process(
+        target=write_synthetic, args=(data,), kwargs={"items": items, "seed": 0, "overwrite": True})
+    writer.start()
+    writer.join()
+    if writer.exitcode != 0:
+        raise RuntimeError(f"writing the {items}-item synthetic catalogue failed (exit code {writer.exitcode})")
     write_seconds = time.perf_counter() - started
     rss_before = peak_rss_bytes()
     params = demo_config("fluid", epochs=1).to_dict()

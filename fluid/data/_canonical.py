@@ -6,10 +6,11 @@ catalogues (mixed types: paths, bytes, PIL images), which is a plain loop.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, ParamSpec, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,9 @@ from fluid.data.report import REASONS, BadRowReport, check_policy
 from fluid.data.schema import (
     COLUMNS, ID, IMAGE, LABEL, LABEL_SOURCE, LANGUAGE, MAX_TEXT_CHARS, TEXT, Catalogue,
 )
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # reasons that make the row's image None / its text None
 IMAGE_REASONS = ("image-outside-root", "image-missing", "image-invalid", "image-empty")
@@ -81,6 +85,39 @@ def to_objects(arr: pa.Array) -> np.ndarray:
 def strings(s: pd.Series, *, strip: bool = True) -> np.ndarray:
     """A column as an object array of ``str`` (stripped) or ``None`` (missing or empty)."""
     return to_objects(arrow_strings(s, strip=strip))
+
+
+def shared_strings(values: np.ndarray | None) -> np.ndarray | None:
+    """``values`` (object array of ``str`` / None) with equal strings sharing one object: a column of a few
+    distinct values (label, language, label_source) then costs a pointer per row instead of a ~50-byte
+    string per row (12 MiB less for three such columns at 100k rows)."""
+    if values is None:
+        return None
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    table = np.empty(len(uniques) + 1, dtype=object)
+    table[:-1] = uniques
+    table[-1] = None  # code -1: missing
+    return table[codes]
+
+
+def release_arrow_memory() -> None:
+    """Hand the memory Arrow freed back to the OS. Arrow's pool (mimalloc/jemalloc) keeps freed buffers for
+    reuse; after converting a catalogue's columns it held ~85 MiB at 100k rows (and grows with the rows) that
+    nothing would use again. Call after a bulk conversion, once its intermediate arrays are gone."""
+    pa.default_memory_pool().release_unused()
+
+
+def releases_arrow_memory(reader: Callable[P, R]) -> Callable[P, R]:
+    """Decorator for a reader: :func:`release_arrow_memory` once it has returned (its locals freed)."""
+
+    @functools.wraps(reader)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return reader(*args, **kwargs)
+        finally:
+            release_arrow_memory()
+
+    return wrapper
 
 
 def join_text(columns: Sequence[pa.Array], n: int) -> np.ndarray:
@@ -272,9 +309,11 @@ def canonical(
             ID: pd.Series(ids, index=index, dtype=object),
             TEXT: pd.Series(text, index=index, dtype=object),
             IMAGE: pd.Series(image, index=index, dtype=object),
-            LABEL: pd.Series(label if label is not None else none, index=index, dtype=object),
-            LANGUAGE: pd.Series(language if language is not None else none, index=index, dtype=object),
-            LABEL_SOURCE: pd.Series(label_source if label_source is not None else none, index=index, dtype=object),
+            LABEL: pd.Series(shared_strings(label) if label is not None else none, index=index, dtype=object),
+            LANGUAGE: pd.Series(shared_strings(language) if language is not None else none, index=index,
+                                dtype=object),
+            LABEL_SOURCE: pd.Series(shared_strings(label_source) if label_source is not None else none, index=index,
+                                    dtype=object),
         },
         columns=list(COLUMNS),
     )

@@ -1,9 +1,10 @@
 """A torch ``Dataset`` of raw samples (see docs/architecture.md, "Sample").
 
-Images are decoded in ``__getitem__`` (so in DataLoader workers). The dataset keeps a compact copy of the
-``id`` / ``text`` / ``image`` columns — UTF-8 bytes in one numpy buffer plus offsets, no Python object per
-row — so DataLoader workers do not slowly copy the parent's memory by touching reference counts, and nothing
-is cached per item: memory is about the size of those columns' text, independent of how many items are read.
+Images are decoded in ``__getitem__`` (so in DataLoader workers), and nothing is cached per item. For DataLoader
+workers (``compact=True``) the dataset keeps a compact copy of the ``id`` / ``text`` / ``image`` columns —
+UTF-8 bytes in one numpy buffer plus offsets, no Python object per row — so forked workers do not slowly copy
+the parent's memory by touching reference counts; memory is about the size of those columns' text. Read in the
+calling process (``compact=False``), it reads the frame's own strings and copies nothing.
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from torch.utils.data import Dataset
 
+from fluid.data._canonical import release_arrow_memory
 from fluid.data.corruptions import Corruption
 from fluid.data.errors import BadImageError, BadRowError
 from fluid.data.images import load_image
 from fluid.data.report import DEFAULT_POLICY, check_policy
 from fluid.data.schema import ID, IMAGE, LABEL, TEXT, Catalogue, sorted_labels
 
-__all__ = ["CatalogueDataset", "sorted_labels"]
+__all__ = ["CatalogueDataset", "sorted_labels", "IMAGE_PROBLEM"]
+
+#: How a sample's ``problems`` entry for an image that failed to decode starts, followed by the reason.
+IMAGE_PROBLEM = "image: "
 
 
 _T = pa.large_string()
@@ -41,6 +46,27 @@ def _arrow(values: Any) -> pa.Array | None:
 
 def _blank_to_null(arr: pa.Array) -> pa.Array:
     return pc.if_else(pc.equal(pc.utf8_trim_whitespace(arr), pa.scalar("", _T)), pa.scalar(None, _T), arr)
+
+
+class _FrameStrings:
+    """The frame's own cells (no copy), read like :class:`_PackedStrings`. ``kind``: ``"id"`` → ``str(cell)``;
+    ``"text"`` → the string, None unless a non-blank ``str``; ``"image"`` → the cell (a path, or in-memory
+    bytes / PIL image), None where missing or blank."""
+
+    def __init__(self, cells: np.ndarray, kind: str) -> None:
+        self.cells = cells
+        self.kind = kind
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    def __getitem__(self, i: int) -> Any:
+        v = self.cells[i]
+        if self.kind == "id":
+            return str(v)
+        if self.kind == "text" and not isinstance(v, str):
+            return None
+        return None if _is_missing(v) else v
 
 
 class _PackedStrings:
@@ -89,6 +115,9 @@ class CatalogueDataset(Dataset):
             modality) after decoding, seeded by the item id (robustness evaluation); None = clean input.
         load_images: False leaves ``image`` None without reading the file (when image features come from a
             feature cache instead).
+        compact: True (default) packs the id / text / image strings into numpy buffers, for DataLoader
+            workers; False reads the frame's own strings (no copy: for ``num_workers=0``, where the copy would
+            only double the memory they take).
 
     ``__getitem__(i)`` returns ``{"index": i, "id", "text", "image" (RGB PIL or None), "label" (int),
     "problems" (list[str])}``; ``i`` is the position in the frame (``frame.index[i]`` aligns it back).
@@ -104,6 +133,7 @@ class CatalogueDataset(Dataset):
         max_pixels: int | None = None,
         corruption: Corruption | None = None,
         load_images: bool = True,
+        compact: bool = True,
     ) -> None:
         self.source: str | None = None
         self.load_images = load_images
@@ -124,23 +154,25 @@ class CatalogueDataset(Dataset):
         self.corruption = corruption
         self.source_index = frame.index  # positions → original index labels
 
-        n = len(frame)
-        ids = _arrow(frame[ID].to_numpy(dtype=object))
-        if ids is None or ids.null_count:
-            ids = pa.array([str(v) for v in frame[ID].tolist()], type=_T)
-        self._ids = _PackedStrings(ids)
-        texts = _arrow(frame[TEXT].to_numpy(dtype=object))
-        if texts is None:
-            texts = pa.array([t if isinstance(t, str) else None for t in frame[TEXT].tolist()], type=_T)
-        self._texts = _PackedStrings(_blank_to_null(texts))
         images = frame[IMAGE].to_numpy(dtype=object)
-        paths = _arrow(images)
-        if paths is not None:
-            self._images: Any = _PackedStrings(_blank_to_null(paths))
-        else:  # in-memory bytes / PIL images: keep the objects (they are already in memory)
-            self._images = np.empty(n, dtype=object)
-            for j, v in enumerate(images):
-                self._images[j] = None if _is_missing(v) else v
+        if not compact:
+            self._ids: Any = _FrameStrings(frame[ID].to_numpy(dtype=object), "id")
+            self._texts: Any = _FrameStrings(frame[TEXT].to_numpy(dtype=object), "text")
+            self._images: Any = _FrameStrings(images, "image")
+        else:
+            ids = _arrow(frame[ID].to_numpy(dtype=object))
+            if ids is None or ids.null_count:
+                ids = pa.array([str(v) for v in frame[ID].tolist()], type=_T)
+            self._ids = _PackedStrings(ids)
+            text_arrow = _arrow(frame[TEXT].to_numpy(dtype=object))
+            if text_arrow is None:
+                text_arrow = pa.array([t if isinstance(t, str) else None for t in frame[TEXT].tolist()], type=_T)
+            self._texts = _PackedStrings(_blank_to_null(text_arrow))
+            paths = _arrow(images)
+            if paths is not None:
+                self._images = _PackedStrings(_blank_to_null(paths))
+            else:  # in-memory bytes / PIL images: keep the objects (they are already in memory)
+                self._images = _FrameStrings(images, "image")
 
         labels = _arrow(frame[LABEL].to_numpy(dtype=object))
         if labels is None:
@@ -155,6 +187,7 @@ class CatalogueDataset(Dataset):
         self.labels = lookup[pos_np]
         unknown = np.flatnonzero(np.asarray(pc.and_(labels.is_valid(), pos.is_null()).to_numpy(zero_copy_only=False)))
         self._unknown = {int(i): labels[int(i)].as_py() for i in unknown}
+        release_arrow_memory()
 
     @property
     def classes(self) -> list[str]:
@@ -187,7 +220,7 @@ class CatalogueDataset(Dataset):
                 if self.on_bad_row == "fail":
                     raise BadRowError(self.source, self.source_index[i], id_, f"image-{e.kind.replace(' ', '-')}",
                                       str(e)) from None
-                problems.append(f"image: {e}")
+                problems.append(f"{IMAGE_PROBLEM}{e}")
         text = self._texts[i]
         if self.corruption is not None:
             if self.corruption.modality == "image":

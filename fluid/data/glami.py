@@ -16,14 +16,16 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fluid.data._canonical import arrow_strings, canonical, join_text, require_columns, strings, to_objects
+from fluid.data._canonical import (
+    arrow_strings, canonical, join_text, releases_arrow_memory, require_columns, shared_strings, strings, to_objects,
+)
 from fluid.data.errors import ColumnError
 from fluid.data.images import _open_zip, zip_ref
 from fluid.data.report import DEFAULT_POLICY
@@ -101,11 +103,18 @@ def find_glami(path: str | os.PathLike, *, strict: bool = True) -> GlamiLocation
     return loc
 
 
-def _read_csv(loc: GlamiLocation, split: str, nrows: int | None) -> tuple[pd.DataFrame, str]:
+#: Rows parsed at a time: the CSV's own Python strings exist for one chunk only, so reading GLAMI-1M peaks at
+#: the canonical columns plus one chunk instead of twice the whole table.
+CHUNK_ROWS = 20_000
+
+
+def _read_csv(loc: GlamiLocation, split: str, nrows: int | None,
+              chunk_rows: int) -> tuple[Iterator[pd.DataFrame], list[str], str, Any]:
+    """``(chunks of the wanted columns as strings, their names, the CSV's name for messages, the open file)``."""
     name = glami_csv_name(split)
     source = loc.csv(split)
 
-    def read(f: Any, **kw: Any) -> pd.DataFrame:
+    def read(f: Any, **kw: Any) -> Any:
         return pd.read_csv(f, encoding="utf-8", encoding_errors="replace", **kw)
 
     def opener():
@@ -124,11 +133,31 @@ def _read_csv(loc: GlamiLocation, split: str, nrows: int | None) -> tuple[pd.Dat
         present = list(read(f, nrows=0).columns)
     require_columns(present, _REQUIRED, source)
     use = [c for c in (*_REQUIRED, *_OPTIONAL) if c in present]
-    with opener() as f:
-        df = read(f, usecols=use, dtype={c: str for c in use}, keep_default_na=False, na_values=[""], nrows=nrows)
-    return df.reset_index(drop=True), source
+    f = opener()
+    chunks = read(f, usecols=use, dtype={c: str for c in use}, keep_default_na=False, na_values=[""], nrows=nrows,
+                  chunksize=chunk_rows)
+    return chunks, use, source, f
 
 
+def _image_column(ids_arrow: pa.Array, offset: int, prefix: str, problems: dict[str, dict[int, str]]) -> np.ndarray:
+    """Image cells (``prefix + image_id + ".jpg"``, None where unusable) for one chunk; unusable ids are added
+    to ``problems`` under their row number (``offset`` = the chunk's first row)."""
+    has_id = ids_arrow.is_valid().to_numpy(zero_copy_only=False)
+    unsafe = pc.fill_null(pc.match_substring_regex(ids_arrow, r"[/\\]|\.\."), False).to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(~has_id):
+        problems.setdefault("image-empty", {})[offset + int(i)] = "empty image_id"
+    for i in np.flatnonzero(unsafe):
+        problems.setdefault("image-outside-root", {})[offset + int(i)] = (
+            f"image_id {ids_arrow[int(i)].as_py()!r} is not a plain file name")
+    ok = has_id & ~unsafe
+    if not ok.any():
+        return np.full(len(ids_arrow), None, dtype=object)
+    paths = pc.binary_join_element_wise(pa.scalar(prefix, ids_arrow.type), ids_arrow,
+                                        pa.scalar(".jpg", ids_arrow.type), pa.scalar("", ids_arrow.type))
+    return to_objects(pc.if_else(pa.array(ok), paths, pa.scalar(None, ids_arrow.type)))
+
+
+@releases_arrow_memory
 def read_glami(
     path: str | os.PathLike,
     split: str = "train",
@@ -137,6 +166,7 @@ def read_glami(
     require_label: bool = False,
     nrows: int | None = None,
     max_examples: int = 5,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> Catalogue:
     """Read one GLAMI-1M split (``"train"`` or ``"test"``) into the canonical frame.
 
@@ -144,50 +174,50 @@ def read_glami(
     From the zip, nothing is extracted: the CSV is parsed from the archive member and image cells are
     ``"zip://<zip>::GLAMI-1M-dataset/images/<image_id>.jpg"`` references that
     :func:`~fluid.data.images.load_image` reads lazily. ``nrows`` reads only the first rows (quick looks).
-    Memory: about the size of the CSV's text columns in Python strings (~1-2 GB for the 1M train split).
+    The CSV is parsed ``chunk_rows`` rows at a time. Memory: the canonical frame's Python strings (about
+    0.6 KB per row on the synthetic catalogue) plus one chunk.
     """
     glami_csv_name(split)
     loc = find_glami(path)
     assert loc is not None
-    df, source = _read_csv(loc, split, nrows)
-    n = len(df)
-    text = join_text([arrow_strings(df[c]) for c in ("name", "description") if c in df.columns], n)
-
-    ids_arrow = arrow_strings(df["image_id"])
-    has_id = ids_arrow.is_valid().to_numpy(zero_copy_only=False)
-    unsafe = pc.fill_null(pc.match_substring_regex(ids_arrow, r"[/\\]|\.\."), False).to_numpy(zero_copy_only=False)
-    image_ids = to_objects(ids_arrow)
-    image = np.full(n, None, dtype=object)
-    problems: dict[str, dict[int, str]] = {}
-    for i in np.flatnonzero(~has_id):
-        problems.setdefault("image-empty", {})[int(i)] = "empty image_id"
-    for i in np.flatnonzero(unsafe):
-        problems.setdefault("image-outside-root", {})[int(i)] = f"image_id {image_ids[i]!r} is not a plain file name"
-    ok = has_id & ~unsafe
     if loc.kind == "dir":
         prefix = str(loc.root / "images") + os.sep
         image_root: Path | None = loc.root / "images"
     else:
         prefix = zip_ref(loc.root, f"{loc.prefix}images/")
         image_root = None
-    if ok.any():
-        paths = pc.binary_join_element_wise(pa.scalar(prefix, ids_arrow.type), ids_arrow,
-                                            pa.scalar(".jpg", ids_arrow.type), pa.scalar("", ids_arrow.type))
-        image = to_objects(pc.if_else(pa.array(ok), paths, pa.scalar(None, ids_arrow.type)))
+    chunks, use, source, handle = _read_csv(loc, split, nrows, chunk_rows)
+    if require_label and "category" not in use:
+        handle.close()
+        raise ColumnError("category", source, use, "labels are required")
+    columns: dict[str, list[np.ndarray]] = {k: [] for k in ("ids", "text", "image", "label", "language", "source")}
+    problems: dict[str, dict[int, str]] = {}
+    n = 0
+    with handle:
+        for df in chunks:
+            columns["text"].append(join_text([arrow_strings(df[c]) for c in ("name", "description") if c in df], len(df)))
+            columns["image"].append(_image_column(arrow_strings(df["image_id"]), n, prefix, problems))
+            columns["ids"].append(strings(df["item_id"]))
+            for key, column in (("label", "category"), ("language", "geo"), ("source", "label_source")):
+                if column in df.columns:
+                    columns[key].append(shared_strings(strings(df[column])))
+            n += len(df)
+            del df
 
-    def opt(c: str) -> np.ndarray | None:
-        return strings(df[c]) if c in df.columns else None
+    def joined(key: str) -> np.ndarray | None:
+        parts = columns[key]
+        if not parts:
+            return None if key in ("label", "language", "source") else np.full(0, None, dtype=object)
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
-    if require_label and "category" not in df.columns:
-        raise ColumnError("category", source, list(df.columns), "labels are required")
     return canonical(
-        index=df.index,
-        ids=strings(df["item_id"]),
-        text=text,
-        image=image,
-        label=opt("category"),
-        language=opt("geo"),
-        label_source=opt("label_source"),
+        index=pd.RangeIndex(n),
+        ids=joined("ids"),
+        text=joined("text"),
+        image=joined("image"),
+        label=joined("label"),
+        language=joined("language"),
+        label_source=joined("source"),
         image_problems=problems,
         has_text=True,
         has_image=True,

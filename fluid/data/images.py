@@ -226,8 +226,13 @@ def _decode(data: bytes, name: str, limit: int) -> Image.Image:
             raise BadImageError(name, _reason(e), "unreadable") from None
 
 
+_OBJECT_REPR = re.compile(r"<([\w.]+) object at 0x[0-9a-fA-F]+>")
+
+
 def _reason(e: BaseException) -> str:
-    msg = str(e).strip()
+    """The exception's message, without object addresses (Pillow names its buffer, ``<_io.BytesIO object at
+    0x7f...>``), so the same broken file gives the same reason in every run and in the feature cache."""
+    msg = _OBJECT_REPR.sub(r"<\1>", str(e).strip())
     return msg if msg else type(e).__name__
 
 

@@ -14,7 +14,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from fluid.data._canonical import arrow_strings, canonical, classify_images, join_text, require_columns, strings
+from fluid.data._canonical import (
+    arrow_strings, canonical, classify_images, join_text, releases_arrow_memory, require_columns, strings,
+)
 from fluid.data.errors import ColumnError
 from fluid.data.report import DEFAULT_POLICY
 from fluid.data.schema import ID, LABEL_SOURCE, LANGUAGE, Catalogue
@@ -224,6 +226,7 @@ def _normalize(
     )
 
 
+@releases_arrow_memory
 def normalize_frame(
     df: pd.DataFrame,
     *,
@@ -293,6 +296,7 @@ def _first_char(path: Path) -> str:
     return head[:1].decode("ascii", "replace")
 
 
+@releases_arrow_memory
 def read_table(
     path: str | os.PathLike,
     *,

@@ -4,7 +4,7 @@ Layout (one directory per encoder fingerprint, one immutable shard per build tha
 
     <root>/<fingerprint[:24]>/fingerprint.json       # the full fingerprint (source, config, preprocessing, weights)
     <root>/<fingerprint[:24]>/shard-<ids-hash>/
-        index.json     # ids, dim, n_tokens, dtype, fingerprint (written last inside the temp dir)
+        index.json     # ids, dim, n_tokens, dtype, fingerprint, problems (written last inside the temp dir)
         tokens.f16     # raw float16 memmap, n_tokens x dim: the real (mask True) tokens of every item, concatenated
         offsets.npy    # int64, n_items + 1: item i is tokens[offsets[i]:offsets[i+1]]
         present.npy    # bool, n_items
@@ -19,6 +19,16 @@ Layout (one directory per encoder fingerprint, one immutable shard per build tha
   ``progress``, prints) :meth:`FeatureCache.estimate_bytes`; when that exceeds ``budget_bytes`` or the free
   disk space, it writes nothing and returns None.
 * Shards are written into ``.tmp-*`` and renamed into place: a crash never leaves a half shard that is read.
+* Why an item is missing: an ``items`` sequence may implement ``fetch(i) -> (item, problem)`` (see
+  :class:`ProblemSequence`); each non-empty problem (e.g. ``"image: unreadable file /x/1.jpg (cannot identify
+  image file ...)"``) is stored in ``index.json`` as ``"problems": {"<id>": "<reason>"}`` (the key is absent
+  when there is none; shards written before it existed read as having none) and is reported by
+  :attr:`CachedFeatures.problems` on every later lookup, so a cache hit still says which items were unreadable.
+* Building: loading + preprocessing (``items[a:b]`` then the encoder's picklable ``preprocessor``) runs in a
+  :class:`torch.utils.data.DataLoader` over :class:`PreparedBatches` (``workers`` processes, or the calling
+  process with ``workers=0``); the encoder itself stays in the calling process. Per batch the tokens are
+  clamped to the fp16 range and converted to fp16 on the encoder's device, the real tokens of the whole batch
+  are selected with the mask at once and written with one ``write``.
 """
 
 from __future__ import annotations
@@ -31,13 +41,14 @@ import shutil
 import sys
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 
 from fluid._io import write_json_atomic
 
@@ -59,6 +70,37 @@ def _human(n: float) -> str:
     return f"{n:.1f} TiB"  # pragma: no cover
 
 
+@runtime_checkable
+class ProblemSequence(Protocol):
+    """An ``items`` sequence that can say why an item is missing (e.g. images decoded lazily from disk).
+
+    ``fetch(i) -> (item, problem)``: ``item`` is what ``items[i]`` returns (None for a missing item) and
+    ``problem`` the reason it is missing, in the form the dataset reports (``"image: <BadImageError message>"``),
+    or None when nothing went wrong. ``estimate_view()`` (optional) returns a sequence of the same length that is
+    cheap to read and good enough for :meth:`Encoder.estimate_tokens` (e.g. undecoded image cells, None where
+    there is none), so sizing a build does not decode every sampled image twice.
+    """
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> Any: ...
+
+    def fetch(self, i: int) -> tuple[Any, str | None]: ...
+
+
+def fetch_item(items: Sequence[Any], i: int) -> tuple[Any, str | None]:
+    """``(items[i], why it is missing or None)``; plain sequences never report a problem."""
+    fetch = getattr(items, "fetch", None)  # duck-typed: cheaper per item than isinstance(items, ProblemSequence)
+    if fetch is None:
+        return items[i], None
+    return fetch(i)
+
+
+def _estimate_view(items: Sequence[Any]) -> Sequence[Any]:
+    view = getattr(items, "estimate_view", None)
+    return items if view is None else view()
+
+
 class _Subset(Sequence):
     """``items[positions[i]]`` without copying: ``items`` may decode lazily (e.g. images read from disk), so
     only the batch being encoded is ever in memory."""
@@ -75,6 +117,84 @@ class _Subset(Sequence):
             return [self.items[p] for p in self.positions[i]]
         return self.items[self.positions[i]]
 
+    def fetch(self, i: int) -> tuple[Any, str | None]:
+        return fetch_item(self.items, self.positions[i])
+
+    def estimate_view(self) -> Sequence[Any]:
+        return _Subset(_estimate_view(self.items), self.positions)
+
+
+def _longest_first(encoder: Encoder, items: Sequence[Any], todo: list[int]) -> list[int]:
+    """``todo`` (positions in ``items``) ordered by token count, longest first (stable), for encoders whose items
+    vary in length (texts): each batch then pads to a length close to all of its items', instead of to the
+    longest of a random draw (catalogue descriptions run from a few words to hundreds). A shard may hold its
+    items in any order (``index.json`` lists the ids), so the order costs nothing but one tokenisation pass.
+    Encoders without ``lengths`` (images: fixed token count) keep ``todo`` as it is."""
+    lengths = getattr(encoder, "lengths", None)
+    if lengths is None or isinstance(items, ProblemSequence) or len(todo) < 2:
+        return todo
+    counts = lengths([items[k] for k in todo])
+    return [todo[j] for j in sorted(range(len(todo)), key=lambda j: -counts[j])]
+
+
+class PreparedBatches(Dataset):
+    """Map-style dataset whose item ``b`` is batch ``b`` of ``items``, ready for the encoder.
+
+    ``dataset[b] -> (prepared, problems)``: ``prepared = preprocessor(items[b * batch_size:(b + 1) * batch_size])``
+    (the dict of CPU tensors :meth:`Encoder.prepare` returns, e.g. ``input_ids`` B x L or ``pixel_values``
+    B x C x H x W, plus ``present`` B) and ``problems = {position in items: reason}`` for the batch's items that
+    ``items`` reports as unreadable (see :class:`ProblemSequence`).
+
+    It holds the items and the encoder's picklable ``preprocessor`` (tokenizer / image processor), never the
+    encoder's weights: DataLoader workers, forked or spawned, get no copy of the model.
+    """
+
+    def __init__(self, items: Sequence[Any], preprocessor: Callable[[list[Any]], dict[str, Tensor]],
+                 batch_size: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.items = items
+        self.preprocessor = preprocessor
+        self.batch_size = int(batch_size)
+
+    def __len__(self) -> int:
+        return -(-len(self.items) // self.batch_size)
+
+    def __getitem__(self, b: int) -> tuple[dict[str, Tensor], dict[int, str]]:
+        if not 0 <= b < len(self):
+            raise IndexError(f"batch {b} out of range for {len(self)} batches")
+        start = b * self.batch_size
+        chunk: list[Any] = []
+        problems: dict[int, str] = {}
+        for i in range(start, min(start + self.batch_size, len(self.items))):
+            item, problem = fetch_item(self.items, i)
+            chunk.append(item)
+            if problem:
+                problems[i] = problem
+        return self.preprocessor(chunk), problems
+
+
+def _as_is(batch: Any) -> Any:
+    return batch
+
+
+def real_tokens_fp16(tokens: Tensor, mask: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The bytes one batch adds to ``tokens.f16``, computed on the tokens' device.
+
+    Args:
+        tokens: B x L x D float (any dtype and device).
+        mask: B x L bool, True for real tokens.
+
+    Returns:
+        ``(real, counts)``: ``real`` N x D float16 (C order), the real tokens of item 0, then of item 1, ...
+        (``tokens[mask]`` keeps row-major order), clamped to the fp16 range; ``counts`` B int64, real tokens per
+        item (N = counts.sum()).
+    """
+    mask = mask.to(device=tokens.device, dtype=torch.bool)
+    real = tokens[mask].float().clamp_(-_FP16_MAX, _FP16_MAX).to(torch.float16)
+    counts = mask.sum(1)
+    return real.cpu().numpy(), counts.cpu().numpy().astype(np.int64)
+
 
 class _Shard:
     """One immutable shard; memmaps are opened lazily and dropped when pickled (DataLoader workers)."""
@@ -85,6 +205,7 @@ class _Shard:
         self.ids: list[str] = list(self.index["ids"])
         self.dim = int(self.index["dim"])
         self.n_tokens = int(self.index["n_tokens"])
+        self.problems: dict[str, str] = {str(k): str(v) for k, v in dict(self.index.get("problems") or {}).items()}
         self._tokens: np.ndarray | None = None
         self._offsets: np.ndarray | None = None
         self._present: np.ndarray | None = None
@@ -119,7 +240,8 @@ class CachedFeatures:
     """Cached last-layer features for a list of ids, in the order they were requested.
 
     ``features[i] -> (tokens L x D float16 tensor, mask L bool tensor)`` (L = 0 for a missing item);
-    ``features.collate(indices) -> EncoderOutput`` pads a batch to its longest item. Picklable.
+    ``features.collate(indices) -> EncoderOutput`` pads a batch to its longest item;
+    ``features.problems -> {position: reason}`` says why items are missing (unreadable images). Picklable.
     """
 
     def __init__(self, shards: list[_Shard], rows: list[tuple[int, int]], ids: list[str], dim: int, fingerprint: str):
@@ -129,6 +251,7 @@ class CachedFeatures:
         self.dim = dim
         self.fingerprint = fingerprint
         self._pos = {i: k for k, i in enumerate(ids)}
+        self._problems: dict[int, str] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -160,6 +283,20 @@ class CachedFeatures:
     @property
     def nbytes(self) -> int:
         return sum(s.nbytes for s in self.shards)
+
+    @property
+    def problems(self) -> dict[int, str]:
+        """Why items are missing: ``{position in this object's order: reason}``, e.g.
+        ``{3: "image: unreadable file /x/1.jpg (cannot identify image file ...)"}``; only items whose input
+        could not be read (a missing text or an empty image cell is not a problem). Read from the shards'
+        ``index.json``, so a cache hit reports the problems found when the shard was built."""
+        if self._problems is None:
+            self._problems = {}
+            for k, (s, _) in enumerate(self.rows):
+                reason = self.shards[s].problems.get(self.ids[k])
+                if reason:
+                    self._problems[k] = reason
+        return dict(self._problems)
 
 
 class FeatureCache:
@@ -229,6 +366,7 @@ class FeatureCache:
         items: Sequence[Any],
         batch_size: int = 32,
         progress: bool = True,
+        workers: int = 0,
     ) -> CachedFeatures | None:
         """Return cached features for ``ids``, computing (under ``torch.inference_mode``) the ones missing.
 
@@ -236,18 +374,25 @@ class FeatureCache:
             encoder: a frozen encoder (``encoder.frozen``); trainable encoders cannot be cached.
             ids: item keys (converted to str); items with equal keys are encoded once.
             items: the raw inputs (texts or PIL images / None), aligned with ``ids``; any sequence, read one
-                batch at a time (so a lazily decoding sequence keeps memory flat).
+                batch at a time (so a lazily decoding sequence keeps memory flat). A :class:`ProblemSequence`
+                also says why an item is missing; the reasons are stored with the shard.
             batch_size: encoder batch size.
             progress: print the size estimate and a progress bar to stderr.
+            workers: DataLoader worker processes that read and preprocess batches (``items[a:b]`` and the
+                encoder's ``preprocessor``) while the encoder runs in this process; 0 does it in this process.
+                The workers get the items and the preprocessor, never the encoder. The bytes written do not
+                depend on ``workers``.
 
         Returns:
-            CachedFeatures in the order of ``ids``, or None when the estimated size exceeds the budget or the
-            free disk space (nothing is written; a message says why).
+            CachedFeatures in the order of ``ids`` (``.problems``: why items are missing), or None when the
+            estimated size exceeds the budget or the free disk space (nothing is written; a message says why).
         """
         if not encoder.frozen:
             raise ValueError("only frozen encoders can be cached (this one has trainable parameters)")
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
         ids = [str(i) for i in ids]
-        if not isinstance(items, Sequence):
+        if not isinstance(items, (Sequence, ProblemSequence)):
             items = list(items)
         if len(ids) != len(items):
             raise ValueError(f"{len(ids)} ids but {len(items)} items")
@@ -260,9 +405,10 @@ class FeatureCache:
                 todo.append(k)
                 seen.add(i)
         if todo:
+            todo = _longest_first(encoder, items, todo)
             todo_items = _Subset(items, todo)
             step = max(1, len(todo) // ESTIMATE_SAMPLE)
-            avg = encoder.estimate_tokens(todo_items[::step])
+            avg = encoder.estimate_tokens(_estimate_view(todo_items)[::step])
             est = self.estimate_bytes(len(todo), avg, encoder.dim)
             msg = (
                 f"feature cache: {len(todo)} of {len(ids)} items to encode with {encoder.source!r} "
@@ -283,15 +429,14 @@ class FeatureCache:
                 logger.warning(skip)
                 print(skip, file=sys.stderr)
                 return None
-            self._write_shard(encoder, fp, [ids[k] for k in todo], todo_items, batch_size, progress)
+            self._write_shard(encoder, fp, [ids[k] for k in todo], todo_items, batch_size, progress, workers)
         out = self._assemble(fp, ids, encoder.dim)
         if out is None:  # pragma: no cover - a concurrent clear()
             raise RuntimeError("feature cache: shards disappeared while building")
         return out
 
-    def _write_shard(
-        self, encoder: Encoder, fp: str, ids: list[str], items: list[Any], batch_size: int, progress: bool
-    ) -> Path:
+    def _write_shard(self, encoder: Encoder, fp: str, ids: list[str], items: Sequence[Any], batch_size: int,
+                     progress: bool, workers: int = 0) -> Path:
         fp_dir = self._fp_dir(fp)
         fp_dir.mkdir(parents=True, exist_ok=True)
         fp_file = fp_dir / "fingerprint.json"
@@ -301,40 +446,53 @@ class FeatureCache:
         tmp = fp_dir / f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
-            offsets = [0]
-            present: list[bool] = []
             dim = encoder.dim
-            n_batches = -(-len(items) // batch_size)
+            device = next(encoder.parameters()).device
+            pin = device.type == "cuda"
+            preprocessor = getattr(encoder, "preprocessor", None)
+            if preprocessor is None:
+                if workers:
+                    raise ValueError(f"{type(encoder).__name__} has no picklable `preprocessor` for DataLoader "
+                                     "workers; build its cache with workers=0")
+                preprocessor = encoder.prepare
+            batches = PreparedBatches(items, preprocessor, batch_size)
+            loader = DataLoader(batches, batch_size=None, shuffle=False, num_workers=workers, pin_memory=pin,
+                                collate_fn=_as_is)
+            counts: list[np.ndarray] = []
+            problems: dict[str, str] = {}
             bar = None
             if progress:
                 try:
                     from tqdm.auto import tqdm
 
-                    bar = tqdm(total=n_batches, desc=f"caching {encoder.kind} features", unit="batch", file=sys.stderr)
+                    bar = tqdm(total=len(batches), desc=f"caching {encoder.kind} features", unit="batch",
+                               file=sys.stderr)
                 except ImportError:  # pragma: no cover
                     bar = None
             was_training = encoder.training
             encoder.eval()
             try:
                 with open(tmp / "tokens.f16", "wb") as f, torch.inference_mode():
-                    for b in range(0, len(items), batch_size):
-                        chunk = items[b:b + batch_size]
-                        out = encoder(encoder.prepare(chunk))
-                        toks = out.tokens.float().clamp(-_FP16_MAX, _FP16_MAX).cpu()
-                        mask = out.mask.cpu()
-                        for r in range(len(chunk)):
-                            real = toks[r][mask[r]].numpy().astype(np.float16)
-                            f.write(real.tobytes())
-                            offsets.append(offsets[-1] + real.shape[0])
-                            present.append(bool(mask[r].any()))
+                    for prepared, batch_problems in loader:
+                        prepared = {k: v.to(device, non_blocking=pin) for k, v in prepared.items()}
+                        out = encoder(prepared)
+                        real, batch_counts = real_tokens_fp16(out.tokens, out.mask)
+                        f.write(np.ascontiguousarray(real))  # one write per batch; no copy (already C order)
+                        counts.append(batch_counts)
+                        problems.update({ids[i]: reason for i, reason in batch_problems.items()})
                         if bar is not None:
                             bar.update(1)
             finally:
                 encoder.train(was_training)
                 if bar is not None:
                     bar.close()
-            np.save(tmp / "offsets.npy", np.asarray(offsets, dtype=np.int64), allow_pickle=False)
-            np.save(tmp / "present.npy", np.asarray(present, dtype=bool), allow_pickle=False)
+            per_item = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
+            if len(per_item) != len(ids):  # pragma: no cover - a preprocessor that drops items
+                raise RuntimeError(f"feature cache: encoded {len(per_item)} items, expected {len(ids)}")
+            offsets = np.concatenate([[0], np.cumsum(per_item)]).astype(np.int64)
+            present = per_item > 0
+            np.save(tmp / "offsets.npy", offsets, allow_pickle=False)
+            np.save(tmp / "present.npy", present, allow_pickle=False)
             index = {
                 "format": CACHE_FORMAT,
                 "fingerprint": fp,
@@ -343,11 +501,13 @@ class FeatureCache:
                 "dim": dim,
                 "dtype": "float16",
                 "n_items": len(ids),
-                "n_tokens": offsets[-1],
+                "n_tokens": int(offsets[-1]),
                 "layers": "last",
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "ids": ids,
             }
+            if problems:
+                index["problems"] = problems
             (tmp / "index.json").write_text(json.dumps(index), encoding="utf-8")
             name = "shard-" + hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()[:16]
             final = fp_dir / name

@@ -15,6 +15,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any, Iterable
 
+import numpy as np
 import torch
 from transformers import BertConfig, PreTrainedTokenizerFast, ViTConfig
 
@@ -29,7 +30,8 @@ TINY_TEXT_DEFAULTS: dict[str, Any] = {
     "intermediate_size": 256,
     "max_position_embeddings": 512,
 }
-TINY_TEXT_TOKENIZER_DEFAULTS: dict[str, Any] = {"vocab_size": 6000, "lowercase": False, "min_frequency": 2}
+TINY_TEXT_TOKENIZER_DEFAULTS: dict[str, Any] = {"vocab_size": 6000, "lowercase": False, "min_frequency": 2,
+                                                "max_texts": 20_000}
 
 TINY_IMAGE_DEFAULTS: dict[str, Any] = {
     "image_size": 64,
@@ -94,6 +96,7 @@ def train_tiny_tokenizer(
     lowercase: bool = False,
     min_frequency: int = 2,
     max_length: int = 512,
+    max_texts: int | None = 20_000,
 ) -> PreTrainedTokenizerFast:
     """Train a small cased WordPiece tokenizer on ``corpus`` and wrap it as a ``PreTrainedTokenizerFast``.
 
@@ -103,6 +106,10 @@ def train_tiny_tokenizer(
     start and as a ``##`` continuation, so any word made of Latin (with diacritics), Greek or Cyrillic letters
     tokenises at worst character by character; only a word containing a character outside the alphabet and
     the corpus (e.g. an emoji) becomes ``[UNK]``. Training is deterministic for a given corpus.
+
+    The WordPiece merges are learnt from at most ``max_texts`` texts, evenly spaced over the corpus (None: all):
+    6,000 pieces are settled long before that, and the trainer's memory and time grow with the texts it sees
+    (7 s and ~13 MiB more at 100k texts than at 10k). Every text still contributes its characters.
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
@@ -140,6 +147,8 @@ def train_tiny_tokenizer(
         continuing_subword_prefix="##",
         show_progress=False,
     )
+    if max_texts is not None and len(texts) > max_texts:
+        texts = [texts[i] for i in np.linspace(0, len(texts) - 1, int(max_texts)).round().astype(np.int64)]
     tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
 
     # char-level fallback: every alphabet letter as a word start and as a continuation

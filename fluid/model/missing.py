@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .capture import capturing
+
 __all__ = [
     "MissingModalityToken",
     "masked_mean",
@@ -72,6 +74,10 @@ class MissingModalityToken(nn.Module):
             tokens = tokens.new_zeros(b, 1, self.dim)
             mask = torch.zeros(b, 1, dtype=torch.bool, device=tokens.device)
         present = mask.any(dim=1)
+        if tokens.device.type == "cpu" and not torch.is_grad_enabled() and not capturing() and bool(mask.all()):
+            # nothing to zero, nothing absent (a free check on the CPU). Not under autograd: DDP wants the
+            # learned token in every step's graph.
+            return tokens, mask, present
         tokens = tokens.masked_fill(~mask.unsqueeze(-1), 0.0)
         # Absent rows: position 0 becomes the learned token, and the only valid position.
         first = torch.zeros_like(mask)

@@ -17,6 +17,9 @@ class QTransform(nn.Module):
     are K = X Wᴷ, V = X Wⱽ with Wᴷ, Wⱽ ∈ ℝ^{D×d} (eq. 3), attention softmax(Q Kᵀ/√d) V (eq. 6) per head.
     A final LayerNorm closes the stack (pre-LN convention).
 
+    The first layer's queries are the same for every item: they stay 1 x l x d (broadcast over the batch) until
+    the first attention, so their LayerNorm and projection W^Q run once per batch, not once per item.
+
     Args:
         input_dim (int): token width D of the attended sequence.
         hidden_dim (int): query width d.
@@ -58,7 +61,7 @@ class QTransform(nn.Module):
         Returns:
             Tensor: B x l x d.
         """
-        x = self.queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
+        x = self.queries.unsqueeze(0)  # 1 x l x d, shared by the batch until the first attention
         for layer in self.layers:
             x = layer(x, tokens, mask)
-        return self.norm(x)
+        return self.norm(x.expand(tokens.shape[0], -1, -1))

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from fluid.data.dataset import IMAGE_PROBLEM
 from fluid.data.errors import BadImageError
 from fluid.data.images import load_image
 from fluid.data.schema import has_value
@@ -82,7 +83,12 @@ def _image_key(cell: Any, image_root: str | os.PathLike | None) -> str:
 
 
 class _LazyImages(Sequence):
-    """Images of a frame decoded on access (one batch at a time), None where missing or unreadable."""
+    """Images of a frame decoded on access (one batch at a time), None where missing or unreadable.
+
+    A :class:`~fluid.encoders.cache.ProblemSequence`: ``fetch(i)`` also says why an image is None
+    (``"image: <BadImageError message>"``, the text :class:`~fluid.data.CatalogueDataset` reports), and the
+    feature cache stores that reason with the shard. Picklable (cells + root), so DataLoader workers decode.
+    """
 
     def __init__(self, cells: list, image_root: str | os.PathLike | None):
         self.cells = cells
@@ -92,13 +98,21 @@ class _LazyImages(Sequence):
         return len(self.cells)
 
     def __getitem__(self, i: int):
+        return self.fetch(i)[0]
+
+    def fetch(self, i: int) -> tuple[Any, str | None]:
+        """``(PIL image or None, why it is None or None)``; an empty cell is missing, not a problem."""
         cell = self.cells[i]
         if not has_value(cell):
-            return None
+            return None, None
         try:
-            return load_image(cell, self.image_root)
-        except BadImageError:
-            return None  # the missing-modality path; the dataset reports the problem when it reads the row
+            return load_image(cell, self.image_root), None
+        except BadImageError as e:
+            return None, f"{IMAGE_PROBLEM}{e}"  # the missing-modality path, with the reason kept
+
+    def estimate_view(self) -> list:
+        """The undecoded cells, None where empty: enough for the image encoder's token estimate."""
+        return [cell if has_value(cell) else None for cell in self.cells]
 
 
 def item_keys(frame: pd.DataFrame, modality: str, image_root: str | os.PathLike | None = None) -> list[str]:
@@ -111,10 +125,15 @@ def item_keys(frame: pd.DataFrame, modality: str, image_root: str | os.PathLike 
 
 
 def cached_features(network, frame: pd.DataFrame, image_root: str | os.PathLike | None, cache: FeatureCache,
-                    *, batch_size: int = 64, progress: bool = True) -> dict[str, CachedFeatures]:
+                    *, batch_size: int = 64, progress: bool = True, workers: int = 0) -> dict[str, CachedFeatures]:
     """Features of every row of ``frame`` for each cacheable modality of ``network``, from ``cache``
     (computing what is missing). Returns ``{"text"|"image": CachedFeatures aligned with the frame's rows}``;
     a modality whose cache would exceed the budget or the free disk space is left out (computed on the fly).
+
+    ``workers`` DataLoader processes decode images / tokenise texts while the encoder runs (0: this process;
+    see :meth:`FeatureCache.build`). An image that cannot be decoded is encoded as missing, and
+    ``features["image"].problems`` maps its row position (0-based, in the frame's order) to the reason, e.g.
+    ``{7: "image: unreadable file /data/7.jpg (cannot identify image file ...)"}`` — also on a later cache hit.
     """
     features: dict[str, CachedFeatures] = {}
     for modality in cacheable_modalities(network):
@@ -124,7 +143,7 @@ def cached_features(network, frame: pd.DataFrame, image_root: str | os.PathLike 
             items: Sequence = [t if isinstance(t, str) else None for t in frame["text"].tolist()]
         else:
             items = _LazyImages(frame["image"].tolist(), image_root)
-        built = cache.build(encoder, keys, items, batch_size=batch_size, progress=progress)
+        built = cache.build(encoder, keys, items, batch_size=batch_size, progress=progress, workers=workers)
         if built is not None:
             features[modality] = built
     return features

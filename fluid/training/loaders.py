@@ -31,7 +31,7 @@ def catalogue_loader(network, frame: pd.DataFrame, image_root: str | os.PathLike
     """
     features = features or {}
     dataset = CatalogueDataset(frame, label_map, image_root=image_root, on_bad_row=on_bad_row,
-                               corruption=corruption, load_images="image" not in features)
+                               corruption=corruption, load_images="image" not in features, compact=num_workers > 0)
     collate = Collator.for_network(network, drop_modality=drop_modality, features=features)
     workers = dict(num_workers=num_workers, persistent_workers=num_workers > 0,
                    pin_memory=num_workers > 0 and torch.cuda.is_available())

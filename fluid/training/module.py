@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import torch
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from fluid.data.dataset import IMAGE_PROBLEM
 from fluid.training.network import MultimodalNetwork
 
 
@@ -23,6 +24,10 @@ class ClassificationModule(pl.LightningModule):
         schedule: "constant" (paper: silent, so none) or "cosine" decay to 0 after the warm-up.
         seed: the random state (dropout, modality dropout) is re-seeded from (seed, step) at every step, so
             a run resumed from a checkpoint continues exactly as the uninterrupted run would.
+
+    ``unreadable_images``: ``{"train"|"val": {dataset index: reason}}``, every image that failed to decode while
+    this process trained or validated (the item went on without its image, as ``on_bad_row`` allows); each
+    index once, however many epochs read it.
     """
 
     def __init__(self, network: MultimodalNetwork, num_classes: int, *, lr: float = 2e-5,
@@ -38,6 +43,17 @@ class ClassificationModule(pl.LightningModule):
         self.seed = seed
         self.val_accuracy = MulticlassAccuracy(num_classes, average="micro", ignore_index=-1)
         self.val_macro_f1 = MulticlassF1Score(num_classes, average="macro", ignore_index=-1)
+        self.unreadable_images: dict[str, dict[int, str]] = {"train": {}, "val": {}}
+
+    def _record_problems(self, stage: str, batch: dict) -> None:
+        problems = batch.get("problems") or []
+        if not any(problems):
+            return
+        seen = self.unreadable_images[stage]
+        for index, item_problems in zip(batch["index"].tolist(), problems):
+            for problem in item_problems:
+                if problem.startswith(IMAGE_PROBLEM):
+                    seen.setdefault(int(index), problem[len(IMAGE_PROBLEM):])
 
     def forward(self, batch: dict):
         return self.network(batch)
@@ -51,6 +67,7 @@ class ClassificationModule(pl.LightningModule):
         torch.manual_seed(self.seed * 1_000_003 + self.global_step * 7_919 + self.global_rank)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self._record_problems("train", batch)
         output = self.network(batch)
         losses = self._losses(batch, output)
         batch_size = batch["label"].shape[0]
@@ -61,6 +78,7 @@ class ClassificationModule(pl.LightningModule):
         return losses["loss"]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._record_problems("val", batch)
         output = self.network(batch)
         losses = self._losses(batch, output)
         batch_size = batch["label"].shape[0]

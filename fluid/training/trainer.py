@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -40,6 +40,9 @@ class TrainResult:
     best_score: float | None
     stopped_by_time: bool
     is_global_zero: bool = True  # False in the other processes of a multi-device (DDP) run
+    #: {"train"|"val": {dataset index: reason}}: images that failed to decode while training (this process's
+    #: share of the data under DDP); see ClassificationModule.unreadable_images.
+    unreadable_images: dict[str, dict[int, str]] = field(default_factory=dict)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -145,4 +148,4 @@ def train_network(network: MultimodalNetwork, cfg: RunConfig, *, num_classes: in
     stopped_by_time = bool(timer is not None and trainer.current_epoch < cfg.epochs and trainer.should_stop)
     return TrainResult(best_epoch=best_epoch, epochs_run=int(trainer.current_epoch),
                        best_score=float(score) if score is not None else None, stopped_by_time=stopped_by_time,
-                       is_global_zero=trainer.is_global_zero)
+                       is_global_zero=trainer.is_global_zero, unreadable_images=module.unreadable_images)

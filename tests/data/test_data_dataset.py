@@ -27,8 +27,9 @@ def frame(tmp_path, make_jpeg):
     return normalize_frame(df, image_root=tmp_path).frame
 
 
-def test_sample_dict(frame):
-    ds = CatalogueDataset(frame, {"shirt": 0, "coat": 1})
+@pytest.mark.parametrize("compact", [True, False])
+def test_sample_dict(frame, compact):
+    ds = CatalogueDataset(frame, {"shirt": 0, "coat": 1}, compact=compact)
     assert len(ds) == 4 and ds.classes == ["shirt", "coat"]
     s = ds[0]
     assert set(s) == {"index", "id", "text", "image", "label", "problems"}
@@ -61,10 +62,11 @@ def test_fail_policy_raises_with_row_and_id(frame):
     assert e.value.row == 200 and e.value.id == "b" and "broken.jpg" in str(e.value)
 
 
-def test_picklable_and_dataloader(frame):
+@pytest.mark.parametrize("compact", [True, False])
+def test_picklable_and_dataloader(frame, compact):
     import torch
 
-    ds = CatalogueDataset(frame, {"shirt": 0, "coat": 1})
+    ds = CatalogueDataset(frame, {"shirt": 0, "coat": 1}, compact=compact)
     clone = pickle.loads(pickle.dumps(ds))
     assert clone[0]["text"] == "red shirt" and clone[2]["problems"] == ds[2]["problems"]
     loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=1, collate_fn=list,
@@ -73,12 +75,23 @@ def test_picklable_and_dataloader(frame):
     assert ids == ["a", "b", "c", "d"]
 
 
-def test_in_memory_images(make_jpeg):
+@pytest.mark.parametrize("compact", [True, False])
+def test_in_memory_images(make_jpeg, compact):
     pil = Image.new("RGBA", (5, 5), (0, 0, 0, 0))
-    df = pd.DataFrame({"text": ["x", "y"], "image": [pil, make_jpeg()], "label": ["p", "q"]})
-    ds = CatalogueDataset(normalize_frame(df).frame)
+    df = pd.DataFrame({"text": ["x", "  "], "image": [pil, make_jpeg()], "label": ["p", "q"]})
+    ds = CatalogueDataset(normalize_frame(df).frame, compact=compact)
     assert ds[0]["image"].getpixel((0, 0)) == (255, 255, 255)
     assert ds[1]["image"].size == (12, 16)
+    assert ds[0]["text"] == "x" and ds[1]["text"] is None
+
+
+def test_compact_strings_are_copies_and_frame_strings_are_not(frame):
+    """compact=True packs the strings (DataLoader workers must not touch the frame's objects); compact=False
+    hands out the frame's own objects (nothing copied for num_workers=0)."""
+    packed, shared = CatalogueDataset(frame, compact=True), CatalogueDataset(frame, compact=False)
+    assert packed[0]["text"] == shared[0]["text"] == frame["text"].iloc[0]
+    assert shared[0]["text"] is frame["text"].iloc[0]
+    assert packed[0]["text"] is not frame["text"].iloc[0]
 
 
 def test_catalogue_input(glami_dir):

@@ -102,3 +102,20 @@ def test_unsafe_image_id_is_rejected(tmp_path, glami_frames):
     cat = read_glami(root)
     assert cat.report.count("image-outside-root") == 1 and cat.report.count("image-empty") == 1
     assert cat.frame["image"].iloc[0] is None and cat.frame["image"].iloc[3] is None
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3])
+def test_chunked_parsing_gives_the_same_catalogue(tmp_path, glami_frames, chunk_rows):
+    """The CSV is parsed a chunk at a time (bounded memory); rows, bad-row numbers and the report must not
+    depend on where the chunks break."""
+    train, _ = glami_frames
+    root = tmp_path / "GLAMI-1M-dataset"
+    (root / "images").mkdir(parents=True)
+    train.assign(image_id=["101", "102", "../x", None]).to_csv(root / "GLAMI-1M-train.csv", index=False)
+    whole = read_glami(root)
+    chunked = read_glami(root, chunk_rows=chunk_rows)
+    pd.testing.assert_frame_equal(chunked.frame, whole.frame)
+    assert chunked.report.to_dict() == whole.report.to_dict()
+    examples = {r: [e.row for e in ex] for r, ex in chunked.report.examples.items()}
+    assert examples == {"image-outside-root": [2], "image-empty": [3]}
+    assert read_glami(root, chunk_rows=chunk_rows, nrows=3).frame["id"].tolist() == whole.frame["id"].tolist()[:3]

@@ -89,6 +89,27 @@ def test_tiny_tokenizer_deterministic(corpus):
     assert a.get_vocab() == b.get_vocab()
 
 
+def test_tiny_tokenizer_learns_from_an_evenly_spaced_sample_of_at_most_max_texts(corpus):
+    import numpy as np
+
+    texts = [t for t in corpus if isinstance(t, str) and t.strip()] * 2
+    n, sample_size = len(texts), len(texts) // 3
+    picked = set(np.linspace(0, n - 1, sample_size).round().astype(int).tolist())  # evenly spaced positions
+    assert len(picked) == sample_size and min(picked) == 0 and max(picked) == n - 1
+    # a word that occurs only in texts the sample skips never becomes a piece; one in sampled texts does
+    skipped = [f"{t} yyxxkept" if i in picked else f"{t} zzqqskipped" for i, t in enumerate(texts)]
+    sampled = train_tiny_tokenizer(skipped, vocab_size=3000, max_texts=sample_size)
+    everything = train_tiny_tokenizer(skipped, vocab_size=3000, max_texts=None)
+    assert "yyxxkept" in sampled.get_vocab() and "zzqqskipped" not in sampled.get_vocab()
+    assert "zzqqskipped" in everything.get_vocab()
+    # its characters are still registered (as continuations), so the skipped word tokenises without [UNK]
+    assert "[UNK]" not in sampled.tokenize("zzqqskipped")
+    # the preset's default bound
+    from fluid.encoders.presets import TINY_TEXT_TOKENIZER_DEFAULTS
+
+    assert TINY_TEXT_TOKENIZER_DEFAULTS["max_texts"] == 20_000
+
+
 def test_tiny_overrides(corpus):
     enc = build_text_encoder("tiny", corpus=corpus, hidden_size=64, layers=1, heads=2, intermediate_size=96,
                              vocab_size=2000, lowercase=True)

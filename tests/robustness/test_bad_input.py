@@ -112,10 +112,17 @@ def test_legacy_encodings_and_ragged_rows_read_cleanly(corpus, read_columns, nam
 
 # ----------------------------------------------------------------------------------------------- Classifier
 @pytest.mark.slow
-def test_classifier_trains_evaluates_and_predicts_on_the_dirty_corpus(trained_on_corpus, corpus):
+def test_classifier_trains_evaluates_and_predicts_on_the_dirty_corpus(trained_on_corpus, corpus, corpus_mod):
     clf = trained_on_corpus
     bad_rows = json.loads((clf.run_dir / "bad_rows.json").read_text())
     assert bad_rows["train"]["dropped_rows"] == 2
+    # images that exist but fail to decode are found while training: each counted once, in its split
+    decode = bad_rows["unreadable_images"]
+    found = {e["id"]: e for stage in ("train", "val") for e in decode[stage]["examples"]}
+    assert decode["train"]["count"] + decode["val"]["count"] == len(corpus_mod.DECODE_FAILS)
+    assert set(found) == set(corpus_mod.DECODE_FAILS)
+    assert "decompression-bomb guard" in found["bomb-image"]["problem"]
+    assert clf.metrics_["n_unreadable_image"] == {stage: decode[stage]["count"] for stage in ("train", "val")}
     assert set(clf.classes_) == {"cat-red", "cat-green", "cat-blue"}
 
     metrics = clf.evaluate(corpus.test)

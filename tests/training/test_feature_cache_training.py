@@ -53,6 +53,28 @@ def test_frozen_encoders_are_cached_once_and_reused(tmp_path, catalogue):
                                atol=1e-6)
 
 
+@pytest.mark.parametrize("cache", ["cache", "off"])
+def test_images_that_fail_to_decode_in_training_are_counted_in_bad_rows(tmp_path, catalogue, cache):
+    """With the cache the build decodes the images (and a later hit reports the same); without it the
+    training loop does. Either way bad_rows.json counts each broken image once, in its split."""
+    import json
+
+    broken = {7: b"not an image at all", 20: b""}
+    for row, payload in broken.items():
+        (tmp_path / f"p{row}.png").write_bytes(payload)
+    catalogue = catalogue.set_axis([f"row{i}" for i in range(len(catalogue))])
+    cache_dir = tmp_path / cache if cache == "cache" else "off"
+    for run in ("first", "second"):
+        clf = _frozen(tmp_path, f"{cache}-{run}", cache_dir, epochs=2).fit(catalogue, progress=False)
+        found = json.loads((clf.run_dir / "bad_rows.json").read_text())["unreadable_images"]
+        examples = {e["row"]: e["problem"] for stage in ("train", "val") for e in found[stage]["examples"]}
+        assert found["train"]["count"] + found["val"]["count"] == 2, (run, found)
+        assert set(examples) == {"row7", "row20"}
+        assert "p7.png" in examples["row7"] and "0x" not in examples["row7"]
+        assert "empty file" in examples["row20"]
+        assert clf.metrics_["n_unreadable_image"] == {s: found[s]["count"] for s in ("train", "val")}
+
+
 def test_cached_training_matches_uncached_up_to_fp16(tmp_path, catalogue):
     # without bucketing both see the same batches (bucketing needs the text encoder to run)
     cached = _frozen(tmp_path, "cached", tmp_path / "cache", length_bucketing=False).fit(catalogue, progress=False)
