@@ -339,12 +339,11 @@ class Classifier:
         if not result.is_global_zero:
             return self  # under DDP only the first process evaluates and writes the run directory
         if not _is_classical(cfg.model):
-            unreadable = {stage: _unreadable_rows(frame, {**_cache_problems(features),
-                                                           **result.unreadable_images.get(stage, {})})
-                          for stage, frame, features in (("train", train_frame, train_features),
-                                                         ("val", val_frame, val_features))}
-            bad_rows["unreadable_images"] = {stage: {"count": len(rows), "examples": rows[:20]}
-                                             for stage, rows in unreadable.items()}
+            bad_rows["unreadable_images"] = {}
+            for stage, frame, features in (("train", train_frame, train_features), ("val", val_frame, val_features)):
+                problems = {**_cache_problems(features), **result.unreadable_images.get(stage, {})}
+                bad_rows["unreadable_images"][stage] = {"count": len(problems),
+                                                        "examples": _unreadable_rows(frame, problems, limit=20)}
             _write_json(run_dir / "bad_rows.json", bad_rows)
         val_metrics = self._evaluate_frame(val_frame, val_root, progress=False)
         self.metrics_ = {"validation": val_metrics, "best_epoch": result.best_epoch,
@@ -778,11 +777,12 @@ def _cache_problems(features: dict) -> dict[int, str]:
     return {position: reason.removeprefix(IMAGE_PROBLEM) for position, reason in problems.items()}
 
 
-def _unreadable_rows(frame: pd.DataFrame, problems: dict[int, str]) -> list[dict]:
+def _unreadable_rows(frame: pd.DataFrame, problems: dict[int, str], limit: int | None = None) -> list[dict]:
     """``[{"row", "id", "problem"}]`` in frame order for the frame positions in ``problems`` (images that failed
-    to decode); ``row`` is the frame's index label (the file's data row)."""
+    to decode), the first ``limit`` of them (None: all); ``row`` is the frame's index label (the file's data
+    row)."""
     rows = []
-    for position in sorted(problems):
+    for position in sorted(problems)[:limit]:
         row = frame.index[position]
         rows.append({"row": row.item() if hasattr(row, "item") else row, "id": frame["id"].iloc[position],
                      "problem": problems[position]})
