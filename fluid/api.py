@@ -33,7 +33,7 @@ from sklearn.exceptions import NotFittedError
 
 from fluid._io import atomic_path, write_json_atomic
 from fluid.config import Columns, RunConfig
-from fluid.data.dataset import IMAGE_PROBLEM
+from fluid.data.dataset import IMAGE_PROBLEM, unreadable_image_reason
 from fluid.data.schema import has_value
 
 log = logging.getLogger("fluid")
@@ -448,9 +448,9 @@ class Classifier:
                 if getattr(output, "routing", None) is not None:
                     routings.append(output.routing.float().numpy())
                 for position, problems in zip(batch["index"].tolist(), batch.get("problems", [])):
-                    for problem in problems:
-                        if problem.startswith(IMAGE_PROBLEM):
-                            unreadable.setdefault(position, problem[len(IMAGE_PROBLEM):])
+                    reason = unreadable_image_reason(problems)
+                    if reason is not None:
+                        unreadable[position] = reason
                 bar.advance(task, len(batch["label"]))
         n_classes = len(self.classes_)
         return {

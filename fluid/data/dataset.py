@@ -26,10 +26,19 @@ from fluid.data.images import load_image
 from fluid.data.report import DEFAULT_POLICY, check_policy
 from fluid.data.schema import ID, IMAGE, LABEL, TEXT, Catalogue, sorted_labels
 
-__all__ = ["CatalogueDataset", "sorted_labels", "IMAGE_PROBLEM"]
+__all__ = ["CatalogueDataset", "sorted_labels", "IMAGE_PROBLEM", "unreadable_image_reason"]
 
 #: How a sample's ``problems`` entry for an image that failed to decode starts, followed by the reason.
 IMAGE_PROBLEM = "image: "
+
+
+def unreadable_image_reason(problems: list[str]) -> str | None:
+    """Why a sample's image failed to decode, from its ``problems`` (without :data:`IMAGE_PROBLEM`); None when
+    it did not fail."""
+    for problem in problems:
+        if problem.startswith(IMAGE_PROBLEM):
+            return problem[len(IMAGE_PROBLEM):]
+    return None
 
 
 _T = pa.large_string()

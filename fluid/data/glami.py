@@ -199,7 +199,7 @@ def read_glami(
             columns["image"].append(_image_column(arrow_strings(df["image_id"]), n, prefix, problems))
             columns["ids"].append(strings(df["item_id"]))
             for key, column in (("label", "category"), ("language", "geo"), ("source", "label_source")):
-                if column in df.columns:
+                if column in df.columns:  # shared per chunk so its per-row strings die now, not after the read
                     columns[key].append(shared_strings(strings(df[column])))
             n += len(df)
             del df

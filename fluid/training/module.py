@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import torch
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from fluid.data.dataset import IMAGE_PROBLEM
+from fluid.data.dataset import unreadable_image_reason
 from fluid.training.network import MultimodalNetwork
 
 
@@ -51,9 +51,9 @@ class ClassificationModule(pl.LightningModule):
             return
         seen = self.unreadable_images[stage]
         for index, item_problems in zip(batch["index"].tolist(), problems):
-            for problem in item_problems:
-                if problem.startswith(IMAGE_PROBLEM):
-                    seen.setdefault(int(index), problem[len(IMAGE_PROBLEM):])
+            reason = unreadable_image_reason(item_problems)
+            if reason is not None:
+                seen.setdefault(int(index), reason)
 
     def forward(self, batch: dict):
         return self.network(batch)
