@@ -48,9 +48,12 @@ def to_markdown(results: dict) -> str:
         out.append(f"\nParameters: head {hs['head_parameters']:,}, encoders {hs['encoder_parameters']:,}.\n")
     if "quality" in results:
         out.append("\n## Test accuracy at equal epochs (tiny encoders, synthetic catalogue)\n")
-        out.append(_table(["setup", "epochs", "train items", "test accuracy", "train s"],
-                          [[r["setup"], r["epochs"], r["train_items"], r["test_accuracy"], r["train_seconds"]]
-                           for r in results["quality"]]))
+        out.append(_table(["setup", "epochs", "train items", "seeds", "test accuracy (mean ± std)", "per seed",
+                           "train s (mean)"],
+                          [[r["setup"], r["epochs"], r["train_items"], len(r.get("seeds", [0])),
+                            f"{r['test_accuracy']} ± {r.get('test_accuracy_std', 0.0)}",
+                            ", ".join(str(a) for a in r.get("test_accuracies", [r["test_accuracy"]])),
+                            r["train_seconds"]] for r in results["quality"]]))
     if "scaling" in results:
         out.append("\n## Scaling: one epoch of `Classifier.fit` (demo config)\n")
         out.append(_table(["items", "train items", "epoch s", "s per item (ratio)", "peak RSS MiB (ratio)",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,7 @@ class Plan:
     head_share_size: str = "base"
     quality_items: int = 600
     quality_epochs: int = 3
+    quality_seeds: tuple[int, ...] = (0,)  # initialisation and shuffling seeds; the catalogue stays the same
     scaling_items: tuple[int, ...] = (1000, 4000)
 
     @classmethod
@@ -52,34 +54,35 @@ class Plan:
     @classmethod
     def full(cls) -> "Plan":
         return cls(train_items=512, max_batches=16, latency_items=50, base_train_items=64, base_max_batches=3,
-                   head_share_repeats=(20, 3), quality_items=2000, quality_epochs=8,
+                   head_share_repeats=(20, 3), quality_items=2000, quality_epochs=8, quality_seeds=(0, 1, 2),
                    scaling_items=(1000, 10_000, 100_000))
 
 
 # ------------------------------------------------------------------------------------------------ building
-def _build_network(size: str, setup: Setup, corpus: list[str], num_classes: int, head_name: str = "fluid"):
+def _build_network(size: str, setup: Setup, corpus: list[str], num_classes: int, head_name: str = "fluid",
+                   seed: int = 0):
     from fluid.encoders import build_image_encoder, build_text_encoder
     from fluid.model import build_head
     from fluid.training.network import MultimodalNetwork
 
     dims = SIZES[size]
-    text = build_text_encoder("tiny", corpus=corpus, freeze=setup.freeze, max_length=512, seed=0, **dims["text"])
-    image = build_image_encoder("tiny", freeze=setup.freeze, seed=0, **dims["image"])
+    text = build_text_encoder("tiny", corpus=corpus, freeze=setup.freeze, max_length=512, seed=seed, **dims["text"])
+    image = build_image_encoder("tiny", freeze=setup.freeze, seed=seed, **dims["image"])
     if setup.pad_to_max:
         text.preprocessor.padding = "max_length"
     for encoder in (text, image):
         encoder.model.set_attn_implementation(setup.attention)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     head = build_head(head_name, num_classes, image_dim=image.dim, text_dim=text.dim, **dims["head"])
     return MultimodalNetwork(head, text, image)
 
 
 def _loader(network, frame, image_root, label_map, setup: Setup, batch_size: int, *, shuffle: bool,
-            features: dict | None = None):
+            features: dict | None = None, seed: int = 0):
     """The training/inference loader (:func:`fluid.training.loaders.catalogue_loader`) with ``setup``'s knobs."""
     from fluid.training.loaders import catalogue_loader
 
-    return catalogue_loader(network, frame, image_root, label_map, batch_size=batch_size, shuffle=shuffle, seed=0,
+    return catalogue_loader(network, frame, image_root, label_map, batch_size=batch_size, shuffle=shuffle, seed=seed,
                             bucket=setup.bucketing, num_workers=setup.workers, features=features)
 
 
@@ -266,8 +269,9 @@ def head_share_section(data: _Data, device: torch.device, plan: Plan, log: Calla
 
 
 def quality_section(data: _Data, device: torch.device, plan: Plan, log: Callable[[str], None]) -> list[dict]:
-    """Test accuracy after the same number of epochs, tiny encoders: the reference (fine-tune, pad to 512),
-    FLUID's defaults for from-scratch encoders (trained, dynamic padding, bucketing, SDPA), and frozen + cache."""
+    """Test accuracy after the same number of epochs, tiny encoders, once per seed of ``plan.quality_seeds``: the
+    reference (fine-tune, pad to 512), FLUID's defaults for from-scratch encoders (trained, dynamic padding,
+    bucketing, SDPA), and frozen + cache. ``test_accuracy`` / ``train_seconds`` are means over the seeds."""
     from fluid.encoders import FeatureCache
     from fluid.training.features import cached_features
 
@@ -276,18 +280,24 @@ def quality_section(data: _Data, device: torch.device, plan: Plan, log: Callable
     frame = data.train.iloc[:plan.quality_items]
     rows = []
     for setup in setups:
-        log(f"  quality: {setup.name}")
-        network = _build_network("tiny", setup, data.corpus, len(data.classes)).to(device)
-        started = time.perf_counter()
-        with tempfile.TemporaryDirectory() as cache_dir:
-            features = (cached_features(network, frame, data.image_root, FeatureCache(cache_dir),
-                                        batch_size=plan.batch_size * 2, progress=False) if setup.cache else {})
-            loader = _loader(network, frame, data.image_root, data.label_map, setup, 32, shuffle=True,
-                             features=features)
-            _train_steps(network, loader, device, setup, max_batches=None, epochs=plan.quality_epochs)
-        seconds = time.perf_counter() - started
+        accuracies, times = [], []
+        for seed in plan.quality_seeds:
+            log(f"  quality: {setup.name}, seed {seed}")
+            network = _build_network("tiny", setup, data.corpus, len(data.classes), seed=seed).to(device)
+            started = time.perf_counter()
+            with tempfile.TemporaryDirectory() as cache_dir:
+                features = (cached_features(network, frame, data.image_root, FeatureCache(cache_dir),
+                                            batch_size=plan.batch_size * 2, progress=False) if setup.cache else {})
+                loader = _loader(network, frame, data.image_root, data.label_map, setup, 32, shuffle=True,
+                                 features=features, seed=seed)
+                _train_steps(network, loader, device, setup, max_batches=None, epochs=plan.quality_epochs)
+            times.append(time.perf_counter() - started)
+            accuracies.append(_accuracy(network, data, device))
         rows.append({"setup": setup.name, "epochs": plan.quality_epochs, "train_items": len(frame),
-                     "test_accuracy": round(_accuracy(network, data, device), 4), "train_seconds": round(seconds, 1)})
+                     "seeds": list(plan.quality_seeds), "test_accuracies": [round(a, 4) for a in accuracies],
+                     "test_accuracy": round(statistics.fmean(accuracies), 4),
+                     "test_accuracy_std": round(statistics.stdev(accuracies), 4) if len(accuracies) > 1 else 0.0,
+                     "train_seconds": round(statistics.fmean(times), 1)})
     return rows
 
 

@@ -10,7 +10,7 @@ from fluid.bench.workload import DEFAULTS, REFERENCE, product_texts, single_opti
 from typer.testing import CliRunner
 
 TOY = Plan(train_items=32, batch_size=8, max_batches=1, latency_items=2, head_share_batches=(1, 4),
-           head_share_repeats=(1, 1), head_share_size="tiny", quality_items=64, quality_epochs=1,
+           head_share_repeats=(1, 1), head_share_size="tiny", quality_items=64, quality_epochs=1, quality_seeds=(0, 1),
            scaling_items=(150,))
 
 
@@ -39,12 +39,17 @@ def test_suite_sections_and_keys(tmp_path, monkeypatch):
     assert len(shares) == 2 and all(0 < s < 1 for s in shares)
     assert results["head_share_of_inference"] == max(shares)
     assert {r["setup"] for r in results["quality"]} >= {REFERENCE.name, DEFAULTS.name}
-    assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in results["quality"])
+    for row in results["quality"]:
+        assert row["seeds"] == [0, 1] and len(row["test_accuracies"]) == 2
+        assert all(0.0 <= a <= 1.0 for a in row["test_accuracies"])
+        assert row["test_accuracy"] == pytest.approx(sum(row["test_accuracies"]) / 2, abs=1e-4)
     (scaling,) = results["scaling"]
     assert scaling["items"] == 150 and scaling["train_items"] > 0 and scaling["peak_rss_mib"] > 0
 
     page = write_markdown(results, tmp_path / "BENCHMARKS.md").read_text(encoding="utf-8")
     assert f"{results['train_speedup_vs_reference']}×" in page and "fluid defaults" in page
+    quality = results["quality"][0]
+    assert f"{quality['test_accuracy']} ± {quality['test_accuracy_std']}" in page
     json.dumps(results)  # serialisable as the --json file
 
 
