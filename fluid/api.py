@@ -24,6 +24,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -33,8 +34,8 @@ from sklearn.exceptions import NotFittedError
 
 from fluid._io import atomic_path, write_json_atomic
 from fluid.config import Columns, RunConfig
-from fluid.data.dataset import IMAGE_PROBLEM, unreadable_image_reason
-from fluid.data.schema import has_value
+from fluid.data.dataset import IMAGE_PROBLEM, ColumnCells, unreadable_image_reason
+from fluid.data.schema import has_value, present
 
 log = logging.getLogger("fluid")
 
@@ -194,7 +195,7 @@ class Classifier:
         return True  # files: let the reader decide (GLAMI always has labels; tables may not)
 
     # ----------------------------------------------------------------- building
-    def _build_network(self, corpus: list[str] | None, encoder_dir: Path | None = None):
+    def _build_network(self, corpus: Sequence[str | None] | None, encoder_dir: Path | None = None):
         from fluid.encoders import (build_image_encoder, build_text_encoder, load_image_encoder,
                                     load_text_encoder)
         from fluid.model import build_head
@@ -293,6 +294,7 @@ class Classifier:
             from fluid.data.splits import stratified_split
 
             train_frame, val_frame = stratified_split(train_frame, val_fraction=cfg.val_fraction, seed=cfg.seed)
+            train_cat = dataclasses.replace(train_cat, frame=train_frame)  # the unsplit frame's buffers can go
             val_root = train_cat.image_root
             _write_split(run_dir / SPLIT_FILE, train_frame, val_frame)
         else:
@@ -312,7 +314,7 @@ class Classifier:
         import lightning.pytorch as pl
 
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        corpus = [t for t in train_frame["text"].tolist() if isinstance(t, str) and t]
+        corpus = ColumnCells(train_frame["text"], "text")
         encoder_dir = run_dir / "encoders"
         self.network = self._build_network(corpus, encoder_dir if resume else None)
         self._write_static(run_dir)
@@ -466,7 +468,7 @@ class Classifier:
     @staticmethod
     def _scorable(frame: pd.DataFrame) -> pd.Series:
         """Rows that have at least one modality."""
-        return frame["text"].map(has_value) | frame["image"].map(has_value)
+        return pd.Series(present(frame["text"]) | present(frame["image"]), index=frame.index)
 
     def predict_proba(self, data, *, drop_modality: str | None = None, progress: bool = False) -> pd.DataFrame:
         """Class probabilities: one column per class, rows aligned with the input (NaN rows for items with

@@ -22,7 +22,7 @@ from fluid.data.errors import BadRowError, ColumnError
 from fluid.data.images import PathProblem, is_zip_ref, resolve_image_path
 from fluid.data.report import REASONS, BadRowReport, check_policy
 from fluid.data.schema import (
-    COLUMNS, ID, IMAGE, LABEL, LABEL_SOURCE, LANGUAGE, MAX_TEXT_CHARS, TEXT, Catalogue,
+    COLUMNS, ID, IMAGE, LABEL, LABEL_SOURCE, LANGUAGE, MAX_TEXT_CHARS, STRING, TEXT, Catalogue,
 )
 
 P = ParamSpec("P")
@@ -52,6 +52,7 @@ def _cell_str(v: Any) -> str:
 
 
 _T = pa.large_string()
+Strings = pa.Array | pa.ChunkedArray | np.ndarray
 _EMPTY = pa.scalar("", _T)
 _NULL = pa.scalar(None, _T)
 
@@ -75,6 +76,40 @@ def arrow_strings(s: pd.Series, *, strip: bool = True) -> pa.Array:
     if strip:
         arr = pc.utf8_trim_whitespace(arr)
     return pc.if_else(pc.equal(arr, _EMPTY), _NULL, arr)
+
+
+def chunked(values: pa.Array | pa.ChunkedArray | np.ndarray) -> pa.ChunkedArray | None:
+    """Arrow strings (an array, chunks, or an object array of ``str`` / None) as one ``large_string``
+    ChunkedArray (no copy for Arrow input); None when some cell is neither a string nor missing (bytes, images)."""
+    if isinstance(values, pa.ChunkedArray):
+        return values if values.type == _T else values.cast(_T)
+    if isinstance(values, pa.Array):
+        return pa.chunked_array([values if values.type == _T else values.cast(_T)], type=_T)
+    if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+        return None
+    return pa.chunked_array([pa.array(values, type=_T, from_pandas=True)], type=_T)
+
+
+def string_series(values: pa.ChunkedArray, index: pd.Index) -> pd.Series:
+    """A :data:`~fluid.data.schema.STRING` Series over ``values``'s Arrow buffers (no copy)."""
+    return pd.Series(pd.arrays.ArrowStringArray(values, dtype=STRING), index=index, copy=False)
+
+
+def rows_where(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
+    """``frame[mask]``, with each :data:`~fluid.data.schema.STRING` column filtered by Arrow chunk by chunk:
+    pandas would take those rows by position, and Arrow's take first joins all the chunks of a column into one
+    more copy of it (1.1M GLAMI-size rows: ~220 MiB more at the peak)."""
+    mask = np.asarray(mask, dtype=bool)
+    keep = pa.array(mask)
+    index = frame.index[mask]
+    columns = {}
+    for name in frame.columns:
+        column = frame[name]
+        if isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow":
+            columns[name] = string_series(column.array.__arrow_array__().filter(keep), index)
+        else:
+            columns[name] = pd.Series(column.to_numpy()[mask], index=index, dtype=column.dtype, name=name)
+    return pd.DataFrame(columns, index=index, columns=frame.columns, copy=False)
 
 
 def to_objects(arr: pa.Array) -> np.ndarray:
@@ -120,19 +155,18 @@ def releases_arrow_memory(reader: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def join_text(columns: Sequence[pa.Array], n: int) -> np.ndarray:
+def join_text(columns: Sequence[pa.Array], n: int) -> pa.Array:
     """Join text columns (Arrow arrays from :func:`arrow_strings`) with ``"\n"``, skipping empty cells;
-    all-empty → ``None``."""
+    all-empty → null."""
     if not columns:
-        return np.full(n, None, dtype=object)
+        return pa.nulls(n, type=_T)
     out = pc.fill_null(columns[0], _EMPTY)
     for col in columns[1:]:
         nxt = pc.fill_null(col, _EMPTY)
         both = pc.and_(pc.not_equal(out, _EMPTY), pc.not_equal(nxt, _EMPTY))
         sep = pc.if_else(both, pa.scalar("\n", _T), _EMPTY)
         out = pc.binary_join_element_wise(out, sep, nxt, _EMPTY)
-    out = pc.if_else(pc.equal(out, _EMPTY), _NULL, out)
-    return to_objects(out)
+    return pc.if_else(pc.equal(out, _EMPTY), _NULL, out)
 
 
 def classify_images(
@@ -183,9 +217,9 @@ def classify_images(
 def canonical(
     *,
     index: pd.Index,
-    ids: np.ndarray | None,
-    text: np.ndarray,
-    image: np.ndarray,
+    ids: Strings | None,
+    text: Strings,
+    image: Strings,
     label: np.ndarray | None,
     language: np.ndarray | None,
     label_source: np.ndarray | None,
@@ -199,7 +233,10 @@ def canonical(
     split: str | None,
     max_examples: int = 5,
 ) -> Catalogue:
-    """Assemble the canonical frame, detect and count bad rows, and apply ``on_bad_row``."""
+    """Assemble the canonical frame, detect and count bad rows, and apply ``on_bad_row``.
+
+    ``ids`` / ``text`` / ``image``: Arrow strings (kept as the frame's buffers, no Python string per row) or
+    object arrays (``image`` may hold bytes / PIL images; it then stays an object column)."""
     policy = check_policy(on_bad_row)
     n = len(index)
     report = BadRowReport(source, max_examples=max_examples)
@@ -211,20 +248,29 @@ def canonical(
     details: dict[str, dict[int, str] | None] = {}
 
     # ids
+    row_ids = _index_strings(index)
     if ids is None:
-        ids = np.array([_cell_str(x) for x in index], dtype=object)
+        id_arr = row_ids
     else:
-        missing_id = pd.isna(ids)
+        id_arr = chunked(ids)
+        if id_arr is None:
+            id_arr = chunked(np.array([None if pd.isna(v) else _cell_str(v) for v in ids], dtype=object))
+        missing_id = _nulls(id_arr)
         if missing_id.any():
-            fill = np.array([_cell_str(x) for x in index[missing_id]], dtype=object)
-            ids = ids.copy()
-            ids[missing_id] = fill
+            id_arr = pc.coalesce(id_arr.combine_chunks(), row_ids.combine_chunks())
+            id_arr = pa.chunked_array([id_arr], type=_T)
             masks["id-missing"] = missing_id
             details["id-missing"] = None
-    dup = pd.Series(ids, dtype=object).duplicated(keep="first").to_numpy()
+    codes = np.asarray(id_arr.combine_chunks().dictionary_encode().indices.to_numpy(zero_copy_only=False))
+    first_of = np.unique(codes, return_index=True)[1]
+    dup = np.ones(n, dtype=bool)
+    dup[first_of] = False
     if dup.any():
         masks["duplicate-id"] = dup
         details["duplicate-id"] = None
+
+    def id_at(i: int) -> str:
+        return id_arr[int(i)].as_py()
 
     # images
     for reason, d in image_problems.items():
@@ -234,26 +280,29 @@ def canonical(
         details[reason] = d
     if not has_image:
         masks.pop("image-empty", None)
+    image_arr = chunked(image)
+    image_missing = _nulls(image_arr) if image_arr is not None else pd.isna(image).astype(bool)
 
     # text
-    text_missing = pd.isna(text).astype(bool) if n else np.zeros(0, dtype=bool)
+    text_arr = chunked(text)
+    assert text_arr is not None, "text cells must be strings or missing"
+    text_missing = _nulls(text_arr)
     if has_text and text_missing.any():
         masks["text-empty"] = text_missing
         details["text-empty"] = None
     if n:
-        lengths = np.fromiter((len(t) if t is not None else 0 for t in text), dtype=np.int64, count=n)
+        lengths = np.asarray(pc.fill_null(pc.utf8_length(text_arr), 0).to_numpy(), dtype=np.int64)
         huge = lengths > MAX_TEXT_CHARS
         if huge.any():
             masks["text-huge"] = huge
             details["text-huge"] = {int(i): f"{lengths[i]} characters, cut to {MAX_TEXT_CHARS}"
                                     for i in np.flatnonzero(huge)[:max_examples]}
             # No encoder reads that far, and tokenizing megabytes per item per epoch would stall training.
-            text = text.copy()
-            for i in np.flatnonzero(huge):
-                text[i] = text[i][:MAX_TEXT_CHARS]
+            whole = text_arr.combine_chunks()
+            cut = pc.if_else(pa.array(huge), pc.utf8_slice_codeunits(whole, 0, MAX_TEXT_CHARS), whole)
+            text_arr = pa.chunked_array([cut], type=_T)
 
     # both modalities gone
-    image_missing = pd.isna(image).astype(bool) if n else np.zeros(0, dtype=bool)
     no_mod = image_missing & text_missing
     if no_mod.any():
         masks["no-modality"] = no_mod
@@ -275,6 +324,12 @@ def canonical(
             return require_label
         return True
 
+    def detail(reason: str, pos: int) -> str:
+        if reason == "duplicate-id" and not (details.get(reason) and pos in details[reason]):
+            first = int(first_of[codes[pos]])
+            return f"id {id_at(pos)!r} already used on row {_plain_label(index[first])}"
+        return _detail(reason, pos, details.get(reason))
+
     if policy == "fail":
         first: tuple[int, str] | None = None
         for reason, m in masks.items():
@@ -285,8 +340,7 @@ def canonical(
                 first = (pos, reason)
         if first is not None:
             pos, reason = first
-            raise BadRowError(source, _plain_label(index[pos]), ids[pos], reason,
-                              _detail(reason, pos, details.get(reason), ids, index))
+            raise BadRowError(source, _plain_label(index[pos]), id_at(pos), reason, detail(reason, pos))
 
     drop_reasons: list[str] = ["no-modality"]
     if require_label:
@@ -297,8 +351,7 @@ def canonical(
     drop = np.zeros(n, dtype=bool)
     for reason in sorted(masks, key=_prio):
         m = masks[reason]
-        examples = ((_plain_label(index[i]), ids[i], _detail(reason, i, details.get(reason), ids, index))
-                    for i in np.flatnonzero(m)[:max_examples])
+        examples = ((_plain_label(index[i]), id_at(i), detail(reason, int(i))) for i in np.flatnonzero(m)[:max_examples])
         report.add_many(reason, int(m.sum()), examples)
         if reason in drop_reasons:
             report.add_dropped(reason, int((m & ~drop).sum()))
@@ -306,9 +359,10 @@ def canonical(
 
     frame = pd.DataFrame(
         {
-            ID: pd.Series(ids, index=index, dtype=object),
-            TEXT: pd.Series(text, index=index, dtype=object),
-            IMAGE: pd.Series(image, index=index, dtype=object),
+            ID: string_series(id_arr, index),
+            TEXT: string_series(text_arr, index),
+            IMAGE: string_series(image_arr, index) if image_arr is not None
+            else pd.Series(image, index=index, dtype=object),
             LABEL: pd.Series(shared_strings(label) if label is not None else none, index=index, dtype=object),
             LANGUAGE: pd.Series(shared_strings(language) if language is not None else none, index=index,
                                 dtype=object),
@@ -316,11 +370,23 @@ def canonical(
                                     dtype=object),
         },
         columns=list(COLUMNS),
+        copy=False,
     )
     if drop.any():
-        frame = frame[~drop]
+        frame = rows_where(frame, ~drop)
     report.kept_rows = len(frame)
     return Catalogue(frame=frame, image_root=image_root, source=source, report=report, split=split)
+
+
+def _nulls(values: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(values.is_null().to_numpy(), dtype=bool)
+
+
+def _index_strings(index: pd.Index) -> pa.ChunkedArray:
+    """The index labels as ids (``str`` of each; integers vectorised)."""
+    if pd.api.types.is_integer_dtype(index.dtype):
+        return pa.chunked_array([pa.array(index.to_numpy()).cast(_T)], type=_T)
+    return pa.chunked_array([pa.array([_cell_str(x) for x in index], type=_T)], type=_T)
 
 
 _PRIO = {r: i for i, r in enumerate(REASONS)}
@@ -336,12 +402,9 @@ def _plain_label(x: Any) -> Any:
     return x
 
 
-def _detail(reason: str, pos: int, d: dict[int, str] | None, ids: np.ndarray, index: pd.Index) -> str:
+def _detail(reason: str, pos: int, d: dict[int, str] | None) -> str:
     if d is not None and pos in d:
         return d[pos]
-    if reason == "duplicate-id":
-        first = np.flatnonzero(ids == ids[pos])[0]
-        return f"id {ids[pos]!r} already used on row {_plain_label(index[first])}"
     if reason == "text-empty":
         return "all text columns are empty"
     if reason == "no-modality":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from typing import Any, Mapping
 
 import numpy as np
@@ -26,7 +27,7 @@ from fluid.data.images import load_image
 from fluid.data.report import DEFAULT_POLICY, check_policy
 from fluid.data.schema import ID, IMAGE, LABEL, TEXT, Catalogue, sorted_labels
 
-__all__ = ["CatalogueDataset", "sorted_labels", "IMAGE_PROBLEM", "unreadable_image_reason"]
+__all__ = ["CatalogueDataset", "ColumnCells", "sorted_labels", "IMAGE_PROBLEM", "unreadable_image_reason"]
 
 #: How a sample's ``problems`` entry for an image that failed to decode starts, followed by the reason.
 IMAGE_PROBLEM = "image: "
@@ -79,15 +80,23 @@ class _FrameStrings:
 
 
 class _PackedStrings:
-    """``str | None`` values packed as UTF-8 in one uint8 buffer plus int64 offsets (picklable, no Python
-    object per item); built by Arrow in C."""
+    """``str | None`` values as UTF-8 in uint8 buffers plus int64 offsets, one pair per Arrow chunk (picklable,
+    no Python object per item). ``copy=False`` reads the Arrow buffers themselves (numpy views: a
+    :data:`~fluid.data.schema.STRING` column of the frame costs nothing more); ``copy=True`` packs a private copy
+    (for arrays built here and then dropped)."""
 
-    def __init__(self, arr: pa.Array) -> None:
-        n = len(arr)
+    def __init__(self, arr: pa.Array | pa.ChunkedArray, *, copy: bool = True) -> None:
+        chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
         self.missing = np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        _, offsets, data = arr.buffers()
-        self.offsets = np.frombuffer(offsets, dtype=np.int64)[arr.offset: arr.offset + n + 1].copy()
-        self.buf = np.frombuffer(data, dtype=np.uint8).copy() if data is not None else np.zeros(0, np.uint8)
+        self.starts = np.cumsum([0] + [len(c) for c in chunks])[:-1]
+        self.offsets: list[np.ndarray] = []
+        self.bufs: list[np.ndarray] = []
+        for chunk in chunks:
+            _, offsets, data = chunk.buffers()
+            view = np.frombuffer(offsets, dtype=np.int64)[chunk.offset: chunk.offset + len(chunk) + 1]
+            buf = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+            self.offsets.append(view.copy() if copy else view)
+            self.bufs.append(buf.copy() if copy else buf)
 
     def __len__(self) -> int:
         return len(self.missing)
@@ -95,7 +104,66 @@ class _PackedStrings:
     def __getitem__(self, i: int) -> str | None:
         if self.missing[i]:
             return None
-        return self.buf[self.offsets[i]: self.offsets[i + 1]].tobytes().decode("utf-8")
+        k = 0 if len(self.starts) == 1 else int(np.searchsorted(self.starts, i, side="right")) - 1
+        offsets, j = self.offsets[k], i - int(self.starts[k])
+        return self.bufs[k][offsets[j]: offsets[j + 1]].tobytes().decode("utf-8")
+
+
+def _arrow_of(column: pd.Series) -> pa.ChunkedArray:
+    """The Arrow strings behind a :data:`~fluid.data.schema.STRING` column (no copy)."""
+    arr = column.array.__arrow_array__()
+    return arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
+
+
+def _column_reader(column: pd.Series, kind: str, compact: bool) -> Any:
+    """How the dataset reads one of the ``id`` / ``text`` / ``image`` columns (``kind``): a column already in
+    Arrow buffers is read in place; an object column is read in place (``compact=False``) or packed into numpy
+    buffers for DataLoader workers (``compact=True``, see the module docstring)."""
+    if isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow" and not (
+            kind == "id" and column.hasnans):
+        return _PackedStrings(_arrow_of(column), copy=False)
+    cells = column.to_numpy(dtype=object)
+    if not compact:
+        return _FrameStrings(cells, kind)
+    if kind == "id":
+        ids = _arrow(cells)
+        if ids is None or ids.null_count:
+            ids = pa.array([str(v) for v in column.tolist()], type=_T)
+        return _PackedStrings(ids)
+    if kind == "text":
+        texts = _arrow(cells)
+        if texts is None:
+            texts = pa.array([t if isinstance(t, str) else None for t in column.tolist()], type=_T)
+        return _PackedStrings(_blank_to_null(texts))
+    paths = _arrow(cells)
+    if paths is None:  # in-memory bytes / PIL images: keep the objects (they are already in memory)
+        return _FrameStrings(cells, "image")
+    return _PackedStrings(_blank_to_null(paths))
+
+
+class ColumnCells(Sequence):
+    """The cells of a canonical frame's ``id``, ``text`` or ``image`` column (``kind``), read one at a time: a
+    :data:`~fluid.data.schema.STRING` column from its Arrow buffers, so walking a million texts holds one Python
+    string at a time instead of a million. ``text``: the string, None where missing or blank; ``image``: the cell
+    (a path, or in-memory bytes / PIL image), None where missing or blank; ``id``: ``str(cell)``. A slice gives
+    a list. ``compact``: see :class:`CatalogueDataset`."""
+
+    def __init__(self, column: pd.Series, kind: str, *, compact: bool = False) -> None:
+        if kind not in ("id", "text", "image"):
+            raise ValueError(f"kind must be 'id', 'text' or 'image', got {kind!r}")
+        self.kind = kind
+        self._reader = _column_reader(column, kind, compact)
+
+    def __len__(self) -> int:
+        return len(self._reader)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        v = self._reader[i]
+        if self.kind != "id" and isinstance(v, str) and not v.strip():
+            return None
+        return v
 
 
 def _label_str(v: Any) -> str:
@@ -163,25 +231,9 @@ class CatalogueDataset(Dataset):
         self.corruption = corruption
         self.source_index = frame.index  # positions → original index labels
 
-        images = frame[IMAGE].to_numpy(dtype=object)
-        if not compact:
-            self._ids: Any = _FrameStrings(frame[ID].to_numpy(dtype=object), "id")
-            self._texts: Any = _FrameStrings(frame[TEXT].to_numpy(dtype=object), "text")
-            self._images: Any = _FrameStrings(images, "image")
-        else:
-            ids = _arrow(frame[ID].to_numpy(dtype=object))
-            if ids is None or ids.null_count:
-                ids = pa.array([str(v) for v in frame[ID].tolist()], type=_T)
-            self._ids = _PackedStrings(ids)
-            text_arrow = _arrow(frame[TEXT].to_numpy(dtype=object))
-            if text_arrow is None:
-                text_arrow = pa.array([t if isinstance(t, str) else None for t in frame[TEXT].tolist()], type=_T)
-            self._texts = _PackedStrings(_blank_to_null(text_arrow))
-            paths = _arrow(images)
-            if paths is not None:
-                self._images = _PackedStrings(_blank_to_null(paths))
-            else:  # in-memory bytes / PIL images: keep the objects (they are already in memory)
-                self._images = _FrameStrings(images, "image")
+        self._ids = ColumnCells(frame[ID], "id", compact=compact)
+        self._texts = ColumnCells(frame[TEXT], "text", compact=compact)
+        self._images = ColumnCells(frame[IMAGE], "image", compact=compact)
 
         labels = _arrow(frame[LABEL].to_numpy(dtype=object))
         if labels is None:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fluid.data._canonical import (
-    arrow_strings, canonical, join_text, releases_arrow_memory, require_columns, shared_strings, strings, to_objects,
+    arrow_strings, canonical, join_text, releases_arrow_memory, require_columns, shared_strings, strings,
 )
 from fluid.data.errors import ColumnError
 from fluid.data.images import _open_zip, zip_ref
@@ -139,7 +139,7 @@ def _read_csv(loc: GlamiLocation, split: str, nrows: int | None,
     return chunks, use, source, f
 
 
-def _image_column(ids_arrow: pa.Array, offset: int, prefix: str, problems: dict[str, dict[int, str]]) -> np.ndarray:
+def _image_column(ids_arrow: pa.Array, offset: int, prefix: str, problems: dict[str, dict[int, str]]) -> pa.Array:
     """Image cells (``prefix + image_id + ".jpg"``, None where unusable) for one chunk; unusable ids are added
     to ``problems`` under their row number (``offset`` = the chunk's first row)."""
     has_id = ids_arrow.is_valid().to_numpy(zero_copy_only=False)
@@ -151,10 +151,10 @@ def _image_column(ids_arrow: pa.Array, offset: int, prefix: str, problems: dict[
             f"image_id {ids_arrow[int(i)].as_py()!r} is not a plain file name")
     ok = has_id & ~unsafe
     if not ok.any():
-        return np.full(len(ids_arrow), None, dtype=object)
+        return pa.nulls(len(ids_arrow), type=ids_arrow.type)
     paths = pc.binary_join_element_wise(pa.scalar(prefix, ids_arrow.type), ids_arrow,
                                         pa.scalar(".jpg", ids_arrow.type), pa.scalar("", ids_arrow.type))
-    return to_objects(pc.if_else(pa.array(ok), paths, pa.scalar(None, ids_arrow.type)))
+    return pc.if_else(pa.array(ok), paths, pa.scalar(None, ids_arrow.type))
 
 
 @releases_arrow_memory
@@ -174,8 +174,9 @@ def read_glami(
     From the zip, nothing is extracted: the CSV is parsed from the archive member and image cells are
     ``"zip://<zip>::GLAMI-1M-dataset/images/<image_id>.jpg"`` references that
     :func:`~fluid.data.images.load_image` reads lazily. ``nrows`` reads only the first rows (quick looks).
-    The CSV is parsed ``chunk_rows`` rows at a time. Memory: the canonical frame's Python strings (about
-    0.6 KB per row on the synthetic catalogue) plus one chunk.
+    The CSV is parsed ``chunk_rows`` rows at a time; ``id``, ``text`` and ``image`` stay in the Arrow buffers
+    they were parsed into (no Python string per row). Memory: those buffers plus the other columns' pointers
+    (see docs/data.md) plus one chunk.
     """
     glami_csv_name(split)
     loc = find_glami(path)
@@ -190,14 +191,14 @@ def read_glami(
     if require_label and "category" not in use:
         handle.close()
         raise ColumnError("category", source, use, "labels are required")
-    columns: dict[str, list[np.ndarray]] = {k: [] for k in ("ids", "text", "image", "label", "language", "source")}
+    columns: dict[str, list] = {k: [] for k in ("ids", "text", "image", "label", "language", "source")}
     problems: dict[str, dict[int, str]] = {}
     n = 0
     with handle:
         for df in chunks:
             columns["text"].append(join_text([arrow_strings(df[c]) for c in ("name", "description") if c in df], len(df)))
             columns["image"].append(_image_column(arrow_strings(df["image_id"]), n, prefix, problems))
-            columns["ids"].append(strings(df["item_id"]))
+            columns["ids"].append(arrow_strings(df["item_id"]))
             for key, column in (("label", "category"), ("language", "geo"), ("source", "label_source")):
                 if column in df.columns:  # shared per chunk so its per-row strings die now, not after the read
                     columns[key].append(shared_strings(strings(df[column])))
@@ -210,11 +211,14 @@ def read_glami(
             return None if key in ("label", "language", "source") else np.full(0, None, dtype=object)
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
+    def arrow_joined(key: str) -> pa.ChunkedArray:
+        return pa.chunked_array(columns[key], type=pa.large_string())
+
     return canonical(
         index=pd.RangeIndex(n),
-        ids=joined("ids"),
-        text=joined("text"),
-        image=joined("image"),
+        ids=arrow_joined("ids"),
+        text=arrow_joined("text"),
+        image=arrow_joined("image"),
         label=joined("label"),
         language=joined("language"),
         label_source=joined("source"),

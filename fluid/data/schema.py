@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from fluid.data.report import BadRowReport
 
 __all__ = [
     "ID", "TEXT", "IMAGE", "LABEL", "LANGUAGE", "LABEL_SOURCE", "COLUMNS",
-    "MAX_TEXT_CHARS", "Catalogue", "empty_frame", "sorted_labels",
+    "MAX_TEXT_CHARS", "STRING", "Catalogue", "empty_frame", "sorted_labels", "has_value", "present",
 ]
 
 ID = "id"
@@ -24,6 +25,10 @@ LABEL_SOURCE = "label_source"
 #: Column order of the canonical frame.
 COLUMNS = (ID, TEXT, IMAGE, LABEL, LANGUAGE, LABEL_SOURCE)
 
+#: dtype of the ``id`` and ``text`` columns (and ``image`` when every cell is a path): pandas' own string dtype,
+#: stored in Arrow buffers (UTF-8 plus offsets, no Python object per row), NaN where missing.
+STRING = pd.StringDtype("pyarrow", na_value=np.nan)
+
 #: Texts longer than this are reported as ``text-huge`` and cut to this length (no encoder reads that far;
 #: tokenizing megabytes per item would stall training). The row is kept.
 MAX_TEXT_CHARS = 100_000
@@ -33,7 +38,9 @@ MAX_TEXT_CHARS = 100_000
 class Catalogue:
     """A catalogue read into the canonical frame.
 
-    ``frame``: columns :data:`COLUMNS` (object dtype, ``None`` for missing); its index is the 0-based data
+    ``frame``: columns :data:`COLUMNS`. ``id`` and ``text`` are :data:`STRING` (NaN where missing), ``image`` too
+    when every cell is a path (else object: in-memory bytes / PIL images, ``None`` where missing); ``label``,
+    ``language`` and ``label_source`` are object (``None`` where missing). Its index is the 0-based data
     row of the file (header excluded) for files, or the input DataFrame's index for in-memory frames, so
     predictions can be aligned back. ``image_root``: the folder relative image paths were resolved against
     (``None`` for in-memory frames without one and for zip archives). ``source``: the file read (or
@@ -76,3 +83,11 @@ def has_value(cell) -> bool:
     if isinstance(cell, (bytes, bytearray)):
         return len(cell) > 0
     return True
+
+
+def present(column: pd.Series) -> np.ndarray:
+    """:func:`has_value` of every cell of a canonical column (bool array), vectorised for :data:`STRING`
+    columns (no Python string per row)."""
+    if isinstance(column.dtype, pd.StringDtype):
+        return (column.notna() & (column.str.strip() != "")).to_numpy(dtype=bool, na_value=False)
+    return column.map(has_value).to_numpy(dtype=bool)

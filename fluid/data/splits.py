@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from fluid.data._canonical import releases_arrow_memory, rows_where
 from fluid.data.schema import LABEL, sorted_labels
 
 __all__ = ["stratified_split"]
 
 
+@releases_arrow_memory
 def stratified_split(
     frame: pd.DataFrame, val_fraction: float = 0.1, seed: int = 0, *, label_col: str = LABEL
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -52,4 +54,4 @@ def stratified_split(
         k = take.get(c, 0)
         if k > 0:
             val_mask[rng.permutation(g)[:k]] = True
-    return frame.iloc[np.flatnonzero(~val_mask)], frame.iloc[np.flatnonzero(val_mask)]
+    return rows_where(frame, ~val_mask), rows_where(frame, val_mask)

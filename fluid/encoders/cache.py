@@ -17,7 +17,11 @@ Layout (one directory per encoder fingerprint, one immutable shard per build tha
   directory, so stale features are never read (old directories stay until :meth:`FeatureCache.clear`).
 * A build computes only the ids no shard of this fingerprint holds yet. It first logs (and, with
   ``progress``, prints) :meth:`FeatureCache.estimate_bytes`; when that exceeds ``budget_bytes`` or the free
-  disk space, it writes nothing and returns None.
+  disk space, it writes nothing and returns None. For texts (encoders with ``lengths``, items not a
+  :class:`ProblemSequence`) the estimate uses the token count of every item to encode, from the one
+  tokenisation pass that also orders them longest first, so it is exactly the bytes of ``tokens.f16``,
+  ``offsets.npy`` and ``present.npy`` without the ``.npy`` headers; otherwise (images) ``estimate_tokens`` on a
+  sample of up to ``ESTIMATE_SAMPLE`` items.
 * Shards are written into ``.tmp-*`` and renamed into place: a crash never leaves a half shard that is read.
 * Why an item is missing: an ``items`` sequence may implement ``fetch(i) -> (item, problem)`` (see
   :class:`ProblemSequence`); each non-empty problem (e.g. ``"image: unreadable file /x/1.jpg (cannot identify
@@ -58,7 +62,7 @@ logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = "fluid.feature-cache/1"
 DEFAULT_BUDGET_BYTES = 20 * 1024**3
-ESTIMATE_SAMPLE = 2000  # items read to estimate a build's size
+ESTIMATE_SAMPLE = 2000  # items read to estimate a build's size when token counts are not known per item
 _FP16_MAX = 65504.0
 
 
@@ -124,17 +128,19 @@ class _Subset(Sequence):
         return _Subset(_estimate_view(self.items), self.positions)
 
 
-def _longest_first(encoder: Encoder, items: Sequence[Any], todo: list[int]) -> list[int]:
-    """``todo`` (positions in ``items``) ordered by token count, longest first (stable), for encoders whose items
-    vary in length (texts): each batch then pads to a length close to all of its items', instead of to the
-    longest of a random draw (catalogue descriptions run from a few words to hundreds). A shard may hold its
-    items in any order (``index.json`` lists the ids), so the order costs nothing but one tokenisation pass.
-    Encoders without ``lengths`` (images: fixed token count) keep ``todo`` as it is."""
+def _longest_first(encoder: Encoder, items: Sequence[Any], todo: list[int]) -> tuple[list[int], list[int] | None]:
+    """``todo`` (positions in ``items``) ordered by token count, longest first (stable), and the token counts in
+    that order, for encoders whose items vary in length (texts): each batch then pads to a length close to all of
+    its items', instead of to the longest of a random draw (catalogue descriptions run from a few words to
+    hundreds). A shard may hold its items in any order (``index.json`` lists the ids), so the order costs nothing
+    but one tokenisation pass, whose counts (``encoder.lengths``: real tokens per item, 0 when missing) also size
+    the build. Encoders without ``lengths`` (images: fixed token count) keep ``todo`` as it is, counts None."""
     lengths = getattr(encoder, "lengths", None)
-    if lengths is None or isinstance(items, ProblemSequence) or len(todo) < 2:
-        return todo
+    if lengths is None or isinstance(items, ProblemSequence):
+        return todo, None
     counts = lengths([items[k] for k in todo])
-    return [todo[j] for j in sorted(range(len(todo)), key=lambda j: -counts[j])]
+    order = sorted(range(len(todo)), key=lambda j: -counts[j])
+    return [todo[j] for j in order], [counts[j] for j in order]
 
 
 class PreparedBatches(Dataset):
@@ -405,10 +411,13 @@ class FeatureCache:
                 todo.append(k)
                 seen.add(i)
         if todo:
-            todo = _longest_first(encoder, items, todo)
+            todo, counts = _longest_first(encoder, items, todo)
             todo_items = _Subset(items, todo)
-            step = max(1, len(todo) // ESTIMATE_SAMPLE)
-            avg = encoder.estimate_tokens(_estimate_view(todo_items)[::step])
+            if counts is not None:  # every item's token count: the estimate is exact
+                avg = float(sum(counts)) / len(counts)
+            else:
+                step = max(1, len(todo) // ESTIMATE_SAMPLE)
+                avg = encoder.estimate_tokens(_estimate_view(todo_items)[::step])
             est = self.estimate_bytes(len(todo), avg, encoder.dim)
             msg = (
                 f"feature cache: {len(todo)} of {len(ids)} items to encode with {encoder.source!r} "

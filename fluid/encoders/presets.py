@@ -13,6 +13,7 @@ Every default can be overridden by keyword (``hidden_size``, ``layers``/``num_hi
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from typing import Any, Iterable
 
 import numpy as np
@@ -113,8 +114,11 @@ def train_tiny_tokenizer(
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-    texts = [t for t in corpus if isinstance(t, str) and t.strip()]
-    if not texts:
+    if not isinstance(corpus, Sequence):
+        corpus = list(corpus)
+    usable = np.flatnonzero(np.fromiter((isinstance(t, str) and bool(t.strip()) for t in corpus), dtype=bool,
+                                        count=len(corpus)))
+    if not len(usable):
         raise ValueError("the tiny tokenizer needs a non-empty corpus of texts to train on")
 
     normalizer = normalizers.Sequence(
@@ -136,8 +140,8 @@ def train_tiny_tokenizer(
     # and those ids break ties between equally frequent merges (huggingface/tokenizers#1794). Registering every
     # continuation piece up front, in sorted order, fixes their ids and so the whole vocabulary.
     chars = set(alphabet)
-    for t in texts:
-        chars.update(normalizer.normalize_str(t))
+    for i in usable:
+        chars.update(normalizer.normalize_str(corpus[i]))
     continuations = ["##" + c for c in sorted(chars) if not c.isspace()]
     trainer = trainers.WordPieceTrainer(
         vocab_size=int(vocab_size),
@@ -147,8 +151,9 @@ def train_tiny_tokenizer(
         continuing_subword_prefix="##",
         show_progress=False,
     )
-    if max_texts is not None and len(texts) > max_texts:
-        texts = [texts[i] for i in np.linspace(0, len(texts) - 1, int(max_texts)).round().astype(np.int64)]
+    if max_texts is not None and len(usable) > max_texts:
+        usable = usable[np.linspace(0, len(usable) - 1, int(max_texts)).round().astype(np.int64)]
+    texts = [corpus[i] for i in usable]
     tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
 
     # char-level fallback: every alphabet letter as a word start and as a continuation

@@ -67,16 +67,17 @@ class TextPreprocessor:
         return batch
 
     def lengths(self, items: Sequence[str | None], chunk: int = 2048) -> list[int]:
-        """Token count of each text after truncation (0 for a missing text), tokenised ``chunk`` texts at a
-        time so memory stays bounded on a catalogue of a million texts."""
-        items = list(items)
+        """Token count of each text after truncation (0 for a missing text), read and tokenised ``chunk`` texts at
+        a time so memory stays bounded on a catalogue of a million texts (``items``: any sequence, e.g. a
+        :class:`~fluid.data.dataset.ColumnCells`)."""
         out = [0] * len(items)
-        idx = [i for i, t in enumerate(items) if not is_missing_text(t)]
-        for start in range(0, len(idx), chunk):
-            part = idx[start:start + chunk]
-            enc = self._tokenize([items[i] for i in part], padding=False)
-            for i, ids in zip(part, enc["input_ids"]):
-                out[i] = len(ids)
+        for start in range(0, len(items), chunk):
+            part = [(i, items[i]) for i in range(start, min(start + chunk, len(items)))]
+            part = [(i, t) for i, t in part if not is_missing_text(t)]
+            if part:
+                enc = self._tokenize([t for _, t in part], padding=False)
+                for (i, _), ids in zip(part, enc["input_ids"]):
+                    out[i] = len(ids)
         return out
 
 
@@ -150,11 +151,10 @@ class TextEncoder(Encoder):
         return self.preprocessor.lengths(items)
 
     def estimate_tokens(self, items: Sequence[str | None], sample: int = 2000) -> float:
-        items = list(items)
-        if not items:
+        if not len(items):
             return 0.0
         step = max(1, len(items) // sample)
-        lens = self.lengths(items[::step])
+        lens = self.lengths([items[i] for i in range(0, len(items), step)])
         return float(sum(lens)) / len(lens)
 
     # ------------------------------------------------------------------ forward

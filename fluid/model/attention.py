@@ -25,7 +25,6 @@ V_h = X W_hⱽᵀ + b_hⱽ:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +34,7 @@ from fluid._sdpa import varying_length_attention
 
 from .capture import capturing
 
-__all__ = ["MultiHeadAttention", "ProjectedQuery", "FeedForward", "CrossAttentionBlock", "ABSORB_MODES"]
+__all__ = ["ABSORB_MODES", "CrossAttentionBlock", "FeedForward", "MultiHeadAttention"]
 
 ABSORB_MODES = ("auto", "always", "never")
 
@@ -43,22 +42,6 @@ ABSORB_MODES = ("auto", "always", "never")
 #: multiply-adds (the absorbed form's matrix products are smaller and run less efficiently; see
 #: benchmarks/head_profile.py).
 ABSORB_MAX_COST_RATIO = 0.5
-
-
-@dataclass
-class ProjectedQuery:
-    """The queries of one :class:`MultiHeadAttention` after W^Q (and, once computed, the absorbed form's query
-    side).
-
-    Attributes:
-        heads (Tensor): B_q x H x L_q x d_head, Q split into heads. B_q = 1 is broadcast over the keys' batch.
-        keys (tuple[Tensor, Tensor] | None): the absorbed form's query side, filled on first use by
-            :meth:`MultiHeadAttention.attend`: Q_h W_hᴷ as B_q x (H·L_q) x kv_dim and Q_h b_hᴷ as
-            B_q x 1 x (H·L_q).
-    """
-
-    heads: Tensor
-    keys: tuple[Tensor, Tensor] | None = None
 
 
 class MultiHeadAttention(nn.Module):
@@ -104,19 +87,32 @@ class MultiHeadAttention(nn.Module):
         Returns:
             Tensor: B x L_q x d.
         """
-        return self.attend(self.project_query(query), key_value, key_mask)
+        if self.absorb not in ABSORB_MODES:
+            raise ValueError(f"absorb={self.absorb!r} is not one of {list(ABSORB_MODES)}")
+        q = self._split(self.q_proj(query))  # B_q x H x L_q x d_head
+        if self.absorbs(query, key_value):
+            out = self._absorbed(q, key_value, key_mask)
+        else:
+            out = self._projected(q, key_value, key_mask)
+        b, _, lq, _ = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, lq, -1))
 
-    def project_query(self, query: Tensor) -> ProjectedQuery:
-        """query (Tensor): B_q x L_q x d -> its :class:`ProjectedQuery`."""
-        return ProjectedQuery(self._split(self.q_proj(query)))
+    def absorbs(self, query: Tensor, key_value: Tensor) -> bool:
+        """Whether :meth:`forward` evaluates the absorbed form for these inputs (module docstring).
 
-    def absorbs(self, query: ProjectedQuery, key_value: Tensor) -> bool:
-        """Whether :meth:`attend` evaluates the absorbed form for these shapes (module docstring).
+        Args:
+            query (Tensor): B_q x L_q x d, as given to :meth:`forward` (only its shape is read).
+            key_value (Tensor): B x L_k x kv_dim.
 
         "auto": on the CPU, outside graph capture and autocast (the fused kernel keeps fp32 softmax statistics
-        for bf16 inputs), without active attention dropout, and when the absorbed
-        form needs at most ``ABSORB_MAX_COST_RATIO`` of the projected form's multiply-adds (counting the
-        query side Q_h W_hᴷ unless ``query`` already holds it).
+        for bf16 inputs), without active attention dropout, and when the absorbed form needs at most
+        ``ABSORB_MAX_COST_RATIO`` of the projected form's multiply-adds. Multiply-adds (H heads, d = H·d_head):
+
+            projected = B·(2·L_k·kv_dim·d + 2·L_q·L_k·d)
+            absorbed  = B·(2·H·L_q·L_k·kv_dim + L_q·kv_dim·d) + B_q·L_q·d·kv_dim
+
+        (projected: K and V, then Q Kᵀ and P V; absorbed: (Q_h W_hᴷ) Xᵀ and P_h X, then W_hⱽ, plus Q_h W_hᴷ on
+        the B_q query rows, which every call computes).
         """
         if self.absorb != "auto":
             return self.absorb == "always"
@@ -125,33 +121,11 @@ class MultiHeadAttention(nn.Module):
         if self.training and self.dropout > 0:
             return False
         b, lk, kv = key_value.shape
-        bq, _, lq, _ = query.heads.shape
+        bq, lq, _ = query.shape
         d = self.dim
         projected = b * (2 * lk * kv * d + 2 * lq * lk * d)
-        absorbed = b * (2 * self.num_heads * lq * lk * kv + lq * kv * d)
-        if query.keys is None:
-            absorbed += bq * lq * d * kv
+        absorbed = b * (2 * self.num_heads * lq * lk * kv + lq * kv * d) + bq * lq * d * kv
         return absorbed <= ABSORB_MAX_COST_RATIO * projected
-
-    def attend(self, query: ProjectedQuery, key_value: Tensor, key_mask: Tensor | None = None) -> Tensor:
-        """Attention of projected queries over a key/value sequence, then W^O.
-
-        Args:
-            query (ProjectedQuery): from :meth:`project_query` (its ``keys`` may be filled here).
-            key_value (Tensor): B x L_k x kv_dim.
-            key_mask (Tensor | None): B x L_k bool, True = real key; None = all real.
-
-        Returns:
-            Tensor: B x L_q x d.
-        """
-        if self.absorb not in ABSORB_MODES:
-            raise ValueError(f"absorb={self.absorb!r} is not one of {list(ABSORB_MODES)}")
-        if self.absorbs(query, key_value):
-            out = self._absorbed(query, key_value, key_mask)
-        else:
-            out = self._projected(query.heads, key_value, key_mask)
-        b, _, lq, _ = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(b, lq, -1))
 
     def _projected(self, q: Tensor, key_value: Tensor, key_mask: Tensor | None) -> Tensor:
         """q: B_q x H x L_q x d_head -> B x H x L_q x d_head (K, V projected, fused SDPA)."""
@@ -165,22 +139,14 @@ class MultiHeadAttention(nn.Module):
                 q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
             )
 
-    def _query_keys(self, query: ProjectedQuery) -> tuple[Tensor, Tensor]:
-        """(Q_h W_hᴷ: B_q x (H·L_q) x kv_dim, Q_h b_hᴷ: B_q x 1 x (H·L_q)), computed once per ProjectedQuery."""
-        if query.keys is None:
-            q = query.heads
-            bq, h, lq, dh = q.shape
-            weight = self.k_proj.weight.view(h, dh, self.kv_dim)  # W_hᴷ: d_head x kv_dim per head
-            keys = torch.matmul(q, weight).view(bq, h * lq, self.kv_dim)
-            bias = torch.matmul(q, self.k_proj.bias.view(h, dh, 1)).view(bq, 1, h * lq)
-            query.keys = (keys, bias)
-        return query.keys
-
-    def _absorbed(self, query: ProjectedQuery, x: Tensor, key_mask: Tensor | None) -> Tensor:
-        """The absorbed form (module docstring): x B x L_k x kv_dim -> B x H x L_q x d_head."""
-        keys, bias = self._query_keys(query)
-        bq, h, lq, dh = query.heads.shape
+    def _absorbed(self, q: Tensor, x: Tensor, key_mask: Tensor | None) -> Tensor:
+        """The absorbed form (module docstring): q B_q x H x L_q x d_head, x B x L_k x kv_dim ->
+        B x H x L_q x d_head."""
+        bq, h, lq, dh = q.shape
         b = x.shape[0]
+        key_weight = self.k_proj.weight.view(h, dh, self.kv_dim)  # W_hᴷ: d_head x kv_dim per head
+        keys = torch.matmul(q, key_weight).view(bq, h * lq, self.kv_dim)  # Q_h W_hᴷ: B_q x (H·L_q) x kv_dim
+        bias = torch.matmul(q, self.k_proj.bias.view(h, dh, 1)).view(bq, 1, h * lq)  # Q_h b_hᴷ: B_q x 1 x (H·L_q)
         if bq == 1:  # one matrix product for the whole batch: (B·L_k) x kv_dim times kv_dim x (H·L_q)
             scores = torch.matmul(x, keys[0].t())
         else:
@@ -192,8 +158,8 @@ class MultiHeadAttention(nn.Module):
         mixed = torch.bmm(probs.transpose(1, 2), x)  # P X: B x (H·L_q) x kv_dim
         # per head h: (P_h X) W_hⱽᵀ, as one batched product over the heads with the batch folded into the rows
         mixed = mixed.view(b, h, lq, self.kv_dim).transpose(0, 1).reshape(h, b * lq, self.kv_dim)
-        weight = self.v_proj.weight.view(h, dh, self.kv_dim)
-        out = torch.baddbmm(self.v_proj.bias.view(h, 1, dh), mixed, weight.transpose(1, 2))  # H x (B·L_q) x d_h
+        value_weight = self.v_proj.weight.view(h, dh, self.kv_dim)  # W_hⱽ
+        out = torch.baddbmm(self.v_proj.bias.view(h, 1, dh), mixed, value_weight.transpose(1, 2))  # H x (B·L_q) x d_h
         return out.view(h, b, lq, dh).transpose(0, 1)
 
 

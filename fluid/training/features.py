@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from fluid.data.dataset import IMAGE_PROBLEM
+from fluid.data.dataset import IMAGE_PROBLEM, ColumnCells
 from fluid.data.errors import BadImageError
 from fluid.data.images import load_image
 from fluid.data.schema import has_value
@@ -90,7 +90,7 @@ class _LazyImages(Sequence):
     feature cache stores that reason with the shard. Picklable (cells + root), so DataLoader workers decode.
     """
 
-    def __init__(self, cells: list, image_root: str | os.PathLike | None):
+    def __init__(self, cells: Sequence, image_root: str | os.PathLike | None):
         self.cells = cells
         self.image_root = image_root
 
@@ -112,15 +112,17 @@ class _LazyImages(Sequence):
 
     def estimate_view(self) -> list:
         """The undecoded cells, None where empty: enough for the image encoder's token estimate."""
+        if isinstance(self.cells, ColumnCells):  # already None where missing or blank; read lazily
+            return self.cells
         return [cell if has_value(cell) else None for cell in self.cells]
 
 
 def item_keys(frame: pd.DataFrame, modality: str, image_root: str | os.PathLike | None = None) -> list[str]:
     """One content key per row of a canonical frame (see the module docstring)."""
     if modality == "text":
-        return [_text_key(t) for t in frame["text"].tolist()]
+        return [_text_key(t) for t in ColumnCells(frame["text"], "text")]
     if modality == "image":
-        return [_image_key(c, image_root) for c in frame["image"].tolist()]
+        return [_image_key(c, image_root) for c in ColumnCells(frame["image"], "image")]
     raise ValueError(f"modality must be 'text' or 'image', got {modality!r}")
 
 
@@ -140,9 +142,9 @@ def cached_features(network, frame: pd.DataFrame, image_root: str | os.PathLike 
         encoder = network.text_encoder if modality == "text" else network.image_encoder
         keys = item_keys(frame, modality, image_root)
         if modality == "text":
-            items: Sequence = [t if isinstance(t, str) else None for t in frame["text"].tolist()]
+            items: Sequence = ColumnCells(frame["text"], "text")
         else:
-            items = _LazyImages(frame["image"].tolist(), image_root)
+            items = _LazyImages(ColumnCells(frame["image"], "image"), image_root)
         built = cache.build(encoder, keys, items, batch_size=batch_size, progress=progress, workers=workers)
         if built is not None:
             features[modality] = built

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from fluid.data.dataset import CatalogueDataset
+from fluid.data.dataset import CatalogueDataset, ColumnCells
 from fluid.data.report import DEFAULT_POLICY
 from fluid.encoders import LengthBucketSampler
 from fluid.training.network import Collator
@@ -37,7 +37,7 @@ def catalogue_loader(network, frame: pd.DataFrame, image_root: str | os.PathLike
                    pin_memory=num_workers > 0 and torch.cuda.is_available())
     text_encoder = network.text_encoder
     if shuffle and bucket and text_encoder is not None and "text" not in features:
-        lengths = text_encoder.lengths([t if isinstance(t, str) else None for t in frame["text"].tolist()])
+        lengths = text_encoder.lengths(ColumnCells(frame["text"], "text"))
         batches = LengthBucketSampler(lengths, batch_size, shuffle=True, seed=seed)
         return DataLoader(dataset, batch_sampler=batches, collate_fn=collate, **workers)
     sampler = EpochShuffleSampler(len(dataset), seed=seed) if shuffle else None

@@ -4,11 +4,13 @@ import pickle
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from PIL import Image
 
 from fluid.data import BadRowError, normalize_frame, read_glami, stratified_split
 from fluid.data.dataset import CatalogueDataset
+from fluid.data.schema import STRING
 
 
 @pytest.fixture
@@ -85,13 +87,37 @@ def test_in_memory_images(make_jpeg, compact):
     assert ds[0]["text"] == "x" and ds[1]["text"] is None
 
 
-def test_compact_strings_are_copies_and_frame_strings_are_not(frame):
-    """compact=True packs the strings (DataLoader workers must not touch the frame's objects); compact=False
-    hands out the frame's own objects (nothing copied for num_workers=0)."""
+def test_object_columns_compact_copies_and_in_place_does_not(frame):
+    """Object columns (a hand-made frame): compact=True packs the strings (DataLoader workers must not touch the
+    frame's objects); compact=False hands out the frame's own objects (nothing copied for num_workers=0)."""
+    frame = frame.astype({"id": object, "text": object, "image": object})
     packed, shared = CatalogueDataset(frame, compact=True), CatalogueDataset(frame, compact=False)
     assert packed[0]["text"] == shared[0]["text"] == frame["text"].iloc[0]
     assert shared[0]["text"] is frame["text"].iloc[0]
     assert packed[0]["text"] is not frame["text"].iloc[0]
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_reader_frames_are_read_from_their_arrow_buffers(frame, compact):
+    """The readers' id / text / image columns are Arrow-backed: the dataset reads those buffers in place
+    (no copy, no Python string per row), with or without workers."""
+    assert all(isinstance(frame[c].dtype, pd.StringDtype) for c in ("id", "text", "image"))
+    ds = CatalogueDataset(frame, compact=compact)
+    arrow = frame["text"].array.__arrow_array__()
+    arrow = arrow.chunk(0) if isinstance(arrow, pa.ChunkedArray) else arrow
+    assert ds._texts._reader.bufs[0].ctypes.data == arrow.buffers()[2].address
+    assert [ds[i]["text"] for i in range(4)] == ["red shirt", None, "blue coat", "hat"]
+    assert [ds[i]["id"] for i in range(4)] == ["a", "b", "c", "d"]
+    assert ds[2]["image"] is None and ds[0]["image"].size == (12, 16)
+
+
+def test_string_column_reader_spans_chunks_and_blanks():
+    chunks = pa.chunked_array([pa.array(["a", None], type=pa.large_string()),
+                               pa.array(["  ", "dé"], type=pa.large_string()).slice(0)], type=pa.large_string())
+    column = pd.Series(pd.arrays.ArrowStringArray(chunks, dtype=STRING))
+    frame = pd.DataFrame({"id": ["1", "2", "3", "4"], "text": column, "image": [None] * 4, "label": ["x"] * 4})
+    ds = CatalogueDataset(frame)
+    assert [ds[i]["text"] for i in range(4)] == ["a", None, None, "dé"]  # a blank text is missing
 
 
 def test_catalogue_input(glami_dir):

@@ -101,7 +101,7 @@ def test_unsafe_image_id_is_rejected(tmp_path, glami_frames):
     train.assign(image_id=["../../etc/passwd", "102", "103", None]).to_csv(root / "GLAMI-1M-train.csv", index=False)
     cat = read_glami(root)
     assert cat.report.count("image-outside-root") == 1 and cat.report.count("image-empty") == 1
-    assert cat.frame["image"].iloc[0] is None and cat.frame["image"].iloc[3] is None
+    assert pd.isna(cat.frame["image"].iloc[0]) and pd.isna(cat.frame["image"].iloc[3])
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 3])

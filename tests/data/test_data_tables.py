@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from PIL import Image
 
@@ -38,7 +39,7 @@ def test_latin1_windows_paths_missing_image_modality(latin1_catalogue, tmp_path)
     cat = read_table(latin1_catalogue, **OPTS)
     f = cat.frame
     assert f["text"].tolist() == ["Chemise à carreaux\ntrès élégante", "Jupe plissée", "Pull écru\nlaine"]
-    assert f["image"].tolist() == [str(tmp_path / "imgs" / "a.jpg"), None, str(tmp_path / "imgs" / "sub" / "b.jpg")]
+    assert cells(f["image"]) == [str(tmp_path / "imgs" / "a.jpg"), None, str(tmp_path / "imgs" / "sub" / "b.jpg")]
     assert f["id"].tolist() == ["a1", "a2", "a3"] and f["label"].tolist() == ["shirt", "skirt", "sweater"]
     rep = cat.report
     assert rep.count("image-missing") == 1 and rep.kept_rows == 3 and rep.dropped_rows == 0
@@ -102,7 +103,7 @@ def test_all_formats_give_the_same_frame(tmp_path, make_jpeg):
     f = frames[0]
     assert f["text"].tolist() == ["Red shirt\ncotton", "NA", "long description"]  # "NA" stays text
     assert f["label"].tolist() == ["shirt", "None", "coat"]
-    assert f["image"].iloc[0] == str(tmp_path / "x.jpg") and f["image"].iloc[2] is None
+    assert f["image"].iloc[0] == str(tmp_path / "x.jpg") and pd.isna(f["image"].iloc[2])
     assert f["language"].tolist() == ["en", "cz", None]
     assert f["label_source"].tolist() == [None, None, None]
 
@@ -150,7 +151,7 @@ def test_image_paths_cannot_escape_root(tmp_path, make_jpeg):
         }
     ).to_csv(path, index=False)
     cat = read_table(path)
-    assert cat.frame["image"].tolist() == [str(root / "ok.jpg"), None, None, None, None, None]
+    assert cells(cat.frame["image"]) == [str(root / "ok.jpg"), None, None, None, None, None]
     assert cat.report.count("image-outside-root") == 5
     assert "escapes the image root" in cat.report.examples["image-outside-root"][0].detail
     skipped = read_table(path, on_bad_row="skip")
@@ -209,6 +210,7 @@ def test_normalize_frame_keeps_index_and_accepts_cells(tmp_path, make_jpeg):
     assert f["image"].iloc[0] == str(tmp_path / "a.jpg")
     assert isinstance(f["image"].iloc[1], bytes) and f["image"].iloc[2] is pil and f["image"].iloc[3] is None
     assert f["id"].tolist() == ["10", "3", "7", "5"]  # no id column → index labels
+    assert isinstance(f["text"].dtype, pd.StringDtype) and f["image"].dtype == object  # bytes / PIL stay objects
     req = normalize_frame(df, text_cols=["name", "desc"], image_col="img", label_col="y", image_root=tmp_path,
                           require_label=True)
     assert req.frame.index.tolist() == [10, 3, 7]
@@ -218,7 +220,7 @@ def test_normalize_frame_absolute_paths_without_root(tmp_path, make_jpeg):
     (tmp_path / "a.jpg").write_bytes(make_jpeg())
     df = pd.DataFrame({"text": ["a", "b"], "image": [str(tmp_path / "a.jpg"), str(tmp_path / "nope.jpg")]})
     cat = normalize_frame(df)
-    assert cat.frame["image"].tolist() == [str(tmp_path / "a.jpg"), None]
+    assert cells(cat.frame["image"]) == [str(tmp_path / "a.jpg"), None]
     assert cat.report.count("image-missing") == 1
     # a canonical frame goes through unchanged
     again = normalize_frame(cat.frame)
@@ -264,3 +266,37 @@ def test_encoding_detection(tmp_path, text, encoding):
     path = tmp_path / "t.csv"
     path.write_bytes(("text\n" + text.replace(";", "\n") + "\n").encode(encoding))
     assert read_table(path, image_col=None).frame["text"].tolist() == text.split(";")
+
+
+def cells(column: pd.Series) -> list:
+    """A canonical column's cells, None where missing (STRING columns hold NaN there)."""
+    return [None if pd.isna(v) else v for v in column.tolist()]
+
+
+def test_rows_where_filters_string_columns_like_pandas():
+    from fluid.data._canonical import rows_where
+    from fluid.data.schema import STRING
+
+    chunks = pa.chunked_array([pa.array(["a", None, "c"], type=pa.large_string()),
+                               pa.array(["d", "e"], type=pa.large_string())])
+    frame = pd.DataFrame({"text": pd.Series(pd.arrays.ArrowStringArray(chunks, dtype=STRING), index=[5, 6, 7, 8, 9]),
+                          "label": pd.Series(["x", None, "y", "z", "x"], index=[5, 6, 7, 8, 9], dtype=object)})
+    mask = np.array([True, True, False, False, True])
+    got, expected = rows_where(frame, mask), frame[mask]
+    pd.testing.assert_frame_equal(got, expected)
+    assert got["text"].dtype == STRING and cells(got["text"]) == ["a", None, "e"]
+    assert len(rows_where(frame, np.zeros(5, dtype=bool))) == 0
+
+
+def test_readers_keep_id_text_and_image_paths_in_arrow_buffers(tmp_path, make_jpeg):
+    (tmp_path / "a.jpg").write_bytes(make_jpeg())
+    (tmp_path / "c.csv").write_text("id,text,image,label\nA,red shirt,a.jpg,s\nB,,a.jpg,s\nA,coat,,c\n",
+                                    encoding="utf-8")
+    cat = read_table(tmp_path / "c.csv")
+    f = cat.frame
+    for column in ("id", "text", "image"):
+        assert isinstance(f[column].dtype, pd.StringDtype) and f[column].dtype.storage == "pyarrow", column
+    assert cells(f["text"]) == ["red shirt", None, "coat"] and cells(f["image"])[2] is None
+    assert cat.report.counts["duplicate-id"] == 1
+    (example,) = [e for e in cat.report.examples["duplicate-id"]]
+    assert "already used on row 0" in str(example)

@@ -1,7 +1,9 @@
 """FeatureCache: hit/miss, invalidation, budget skip, atomic writes."""
 
+import json
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -88,6 +90,44 @@ def test_budget_skip(tmp_path, frozen_text, capsys):
     err = capsys.readouterr().err
     assert "estimated" in err and "skipped" in err and "budget" in err
     assert not any((tmp_path / "c").rglob("shard-*"))
+
+
+def payload_bytes(shard) -> int:
+    """Bytes of a shard's arrays, without the .npy headers and index.json: what estimate_bytes counts."""
+    arrays = [np.load(shard / name, allow_pickle=False) for name in ("offsets.npy", "present.npy")]
+    return (shard / "tokens.f16").stat().st_size + sum(a.nbytes for a in arrays)
+
+
+def test_text_estimate_is_exact_and_tokenises_once(tmp_path, frozen_text, monkeypatch, capsys):
+    monkeypatch.setattr("fluid.encoders.cache.ESTIMATE_SAMPLE", 2)  # a sample would now skip 2 of every 3 items
+    texts = TEXTS + ["x " * 30, "Rochie roșie de seară din dantelă, mărimea M"]
+    ids = IDS + ["item-6", "item-3"]  # item-3 twice: encoded (and counted) once
+    root = tmp_path / "c"
+    FeatureCache(root).build(frozen_text, ids[:2], texts[:2], progress=False)  # already cached: not counted
+    todo = [2, 3, 4, 5, 6]
+    lengths = frozen_text.lengths(texts)
+    exact = sum(lengths[k] for k in todo) * frozen_text.dim * 2 + 9 * len(todo) + 8
+    calls = {"lengths": [], "estimate_tokens": 0}
+    real_lengths = frozen_text.lengths
+
+    def counting_lengths(items):
+        calls["lengths"].append(len(items))
+        return real_lengths(items)
+
+    def no_sample(items):
+        calls["estimate_tokens"] += 1
+        raise AssertionError("the token counts are known: no sample is tokenised")
+
+    monkeypatch.setattr(frozen_text, "lengths", counting_lengths)
+    monkeypatch.setattr(frozen_text, "estimate_tokens", no_sample)
+    assert FeatureCache(root, budget_bytes=exact - 1).build(frozen_text, ids, texts, progress=False) is None
+    assert "skipped" in capsys.readouterr().err and len(list(root.rglob("shard-*"))) == 1
+    assert calls == {"lengths": [len(todo)], "estimate_tokens": 0}  # one tokenisation for order and size
+    feats = FeatureCache(root, budget_bytes=exact).build(frozen_text, ids, texts, progress=True)
+    assert feats is not None and feats.ids == ids
+    assert "estimated" in capsys.readouterr().err
+    [new_shard] = [s for s in root.rglob("shard-*") if len(json.loads((s / "index.json").read_text())["ids"]) == 5]
+    assert payload_bytes(new_shard) == exact
 
 
 def test_atomic_write_on_failure(tmp_path, frozen_text, monkeypatch):

@@ -89,6 +89,23 @@ def test_tiny_tokenizer_deterministic(corpus):
     assert a.get_vocab() == b.get_vocab()
 
 
+def test_tiny_tokenizer_and_lengths_read_a_string_column_lazily(tiny_text, corpus):
+    """A STRING column read through ColumnCells (what Classifier.fit passes) gives the same tokenizer and
+    lengths as the plain list of its texts."""
+    import pandas as pd
+
+    from fluid.data.dataset import ColumnCells
+    from fluid.data.schema import STRING
+
+    texts = [None, *corpus, "  "]
+    cells = ColumnCells(pd.Series(texts, dtype=STRING), "text")
+    assert not isinstance(cells, list) and cells[0] is None and cells[-1] is None
+    lazy = train_tiny_tokenizer(cells, vocab_size=3000, max_texts=5)
+    eager = train_tiny_tokenizer(texts, vocab_size=3000, max_texts=5)
+    assert lazy.get_vocab() == eager.get_vocab()
+    assert tiny_text.preprocessor.lengths(cells, chunk=4) == tiny_text.preprocessor.lengths(texts)
+
+
 def test_tiny_tokenizer_learns_from_an_evenly_spaced_sample_of_at_most_max_texts(corpus):
     import numpy as np
 

@@ -99,16 +99,47 @@ def test_absorbed_attention_gradients_equal_the_projected_ones():
     assert grads["always"]["k_proj.weight"].abs().sum() > 0
 
 
+def shaped(*shape: int) -> torch.Tensor:
+    """A CPU tensor of this shape without its memory (absorbs reads only shapes and the device)."""
+    return torch.empty((1,) * len(shape)).expand(*shape)
+
+
+def absorbs_by_formula(b, bq, lq, lk, d, kv, h) -> bool:
+    """The cost rule (ratio 0.5) from the multiply-adds of each form: B items, B_q query rows, H heads, d = H·d_h."""
+    dh = d // h
+    projected = b * lk * kv * d * 2  # K = X W^K, V = X W^V
+    projected += b * h * lq * lk * dh * 2  # Q Kᵀ and P V per head
+    absorbed = bq * h * lq * dh * kv  # Q_h W_hᴷ, every call
+    absorbed += b * h * lq * lk * kv * 2  # (Q_h W_hᴷ) Xᵀ and P_h X
+    absorbed += b * h * lq * kv * dh  # (P_h X) W_hⱽᵀ
+    return absorbed <= 0.5 * projected
+
+
+@pytest.mark.parametrize("d,kv,h", [(768, 768, 8), (256, 768, 4), (768, 64, 12)])
+@pytest.mark.parametrize("b,bq", [(1, 1), (64, 1), (64, 64)])
+@pytest.mark.parametrize("lq", [2, 32])
+def test_auto_absorbs_where_the_multiply_add_count_says(d, kv, h, b, bq, lq):
+    mha = MultiHeadAttention(d, num_heads=h, kv_dim=kv).eval()
+    decisions = []
+    for lk in range(1, 1600):
+        expected = absorbs_by_formula(b, bq, lq, lk, d, kv, h)
+        assert mha.absorbs(shaped(bq, lq, d), shaped(b, lk, kv)) == expected, lk
+        decisions.append(expected)
+    assert decisions[0] is False and decisions[-1] is True  # both sides of the threshold were checked
+
+
 def test_auto_absorbs_only_where_it_saves_multiply_adds():
     torch.manual_seed(0)
     mha = MultiHeadAttention(768, num_heads=8).eval()  # the paper's width
-    queries, few = mha.project_query(torch.randn(1, 32, 768)), mha.project_query(torch.randn(1, 2, 768))
+    queries, few = torch.randn(1, 32, 768), torch.randn(1, 2, 768)
     assert mha.absorbs(queries, torch.zeros(1, 197, 768))  # 32 queries over 197 image tokens
     assert mha.absorbs(few, torch.zeros(1, 32, 768))  # the Q-Bottleneck: 2 queries over 32 fused tokens
     assert not mha.absorbs(queries, torch.zeros(1, 16, 768))  # more queries than keys: project the keys
-    assert not mha.absorbs(queries, torch.zeros(1, 97, 768))  # Q_h W_hᴷ per call would eat the saving...
-    mha._query_keys(queries)
-    assert mha.absorbs(queries, torch.zeros(1, 97, 768))  # ...not once the queries hold it
+    # 32 queries at batch 1: absorbed 393216·L_k + 2·32·768² vs half of projected 614400·L_k -> from 171 keys
+    assert not mha.absorbs(queries, torch.zeros(1, 170, 768)) and mha.absorbs(queries, torch.zeros(1, 171, 768))
+    # queries shared by a batch of 64: Q_h W_hᴷ is paid once for 64 items -> from 87 keys, not with 64 query rows
+    assert not mha.absorbs(queries, shaped(64, 86, 768)) and mha.absorbs(queries, shaped(64, 87, 768))
+    assert not mha.absorbs(queries.expand(64, -1, -1), shaped(64, 87, 768))
     assert not mha.absorbs(queries, torch.zeros(1, 197, 768, device="meta"))  # accelerators keep fused SDPA
     mha.train()
     assert mha.absorbs(queries, torch.zeros(1, 197, 768))  # no attention dropout configured
