@@ -301,6 +301,14 @@ class Classifier:
             val_cat = self._read(val, split="val", require_label=True)
             val_frame, val_root = val_cat.frame, val_cat.image_root
             bad_rows["val"] = val_cat.report.to_dict()
+        if cfg.memory_map_rows is not None and len(train_frame) + len(val_frame) >= cfg.memory_map_rows:
+            from fluid.data._canonical import release_arrow_memory
+            from fluid.data.store import memory_map_strings
+
+            train_frame, val_frame = memory_map_strings(train_frame), memory_map_strings(val_frame)
+            train_cat = dataclasses.replace(train_cat, frame=train_frame)
+            val_cat = None  # noqa: F841  (its unsplit frame's buffers can go too)
+            release_arrow_memory()
         _write_json(run_dir / "bad_rows.json", bad_rows)
 
         labels_path = run_dir / LABELS_FILE

@@ -17,12 +17,14 @@ from fluid.data.schema import (
     COLUMNS, ID, IMAGE, LABEL, LABEL_SOURCE, LANGUAGE, TEXT, Catalogue, sorted_labels,
 )
 from fluid.data.splits import stratified_split
+from fluid.data.store import memory_map_strings
 from fluid.data.synthetic import write_synthetic
 
 __all__ = [
     "BadImageError", "BadRow", "BadRowError", "BadRowReport", "COLUMNS", "Catalogue", "CatalogueDataset",
     "ColumnError", "ID", "IMAGE", "LABEL", "LABEL_SOURCE", "LANGUAGE", "POLICIES", "REASONS", "TEXT",
-    "detect_encoding", "find_glami", "load_image", "normalize_frame", "read_catalogue", "read_glami",
+    "detect_encoding", "find_glami", "load_image", "memory_map_strings", "normalize_frame", "read_catalogue",
+    "read_glami",
     "read_table", "sorted_labels", "stratified_split", "write_synthetic",
 ]
 
