@@ -22,7 +22,7 @@ from fluid.data.errors import BadRowError, ColumnError
 from fluid.data.images import PathProblem, is_zip_ref, resolve_image_path
 from fluid.data.report import REASONS, BadRowReport, check_policy
 from fluid.data.schema import (
-    COLUMNS, ID, IMAGE, LABEL, LABEL_SOURCE, LANGUAGE, MAX_TEXT_CHARS, STRING, TEXT, Catalogue,
+    COLUMNS, ID, IMAGE, LABEL, LABEL_SOURCE, LANGUAGE, MAX_TEXT_CHARS, STRING, TEXT, Catalogue, is_arrow_strings,
 )
 
 P = ParamSpec("P")
@@ -105,10 +105,10 @@ def rows_where(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
     columns = {}
     for name in frame.columns:
         column = frame[name]
-        if isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow":
+        if is_arrow_strings(column):
             columns[name] = string_series(column.array.__arrow_array__().filter(keep), index)
         else:
-            columns[name] = pd.Series(column.to_numpy()[mask], index=index, dtype=column.dtype, name=name)
+            columns[name] = column[mask]
     return pd.DataFrame(columns, index=index, columns=frame.columns, copy=False)
 
 
@@ -248,16 +248,15 @@ def canonical(
     details: dict[str, dict[int, str] | None] = {}
 
     # ids
-    row_ids = _index_strings(index)
     if ids is None:
-        id_arr = row_ids
+        id_arr = _index_strings(index)
     else:
         id_arr = chunked(ids)
         if id_arr is None:
             id_arr = chunked(np.array([None if pd.isna(v) else _cell_str(v) for v in ids], dtype=object))
         missing_id = _nulls(id_arr)
         if missing_id.any():
-            id_arr = pc.coalesce(id_arr.combine_chunks(), row_ids.combine_chunks())
+            id_arr = pc.coalesce(id_arr.combine_chunks(), _index_strings(index).combine_chunks())
             id_arr = pa.chunked_array([id_arr], type=_T)
             masks["id-missing"] = missing_id
             details["id-missing"] = None

@@ -25,7 +25,7 @@ from fluid.data.corruptions import Corruption
 from fluid.data.errors import BadImageError, BadRowError
 from fluid.data.images import load_image
 from fluid.data.report import DEFAULT_POLICY, check_policy
-from fluid.data.schema import ID, IMAGE, LABEL, TEXT, Catalogue, sorted_labels
+from fluid.data.schema import ID, IMAGE, LABEL, TEXT, Catalogue, is_arrow_strings, sorted_labels
 
 __all__ = ["CatalogueDataset", "ColumnCells", "sorted_labels", "IMAGE_PROBLEM", "unreadable_image_reason"]
 
@@ -119,8 +119,7 @@ def _column_reader(column: pd.Series, kind: str, compact: bool) -> Any:
     """How the dataset reads one of the ``id`` / ``text`` / ``image`` columns (``kind``): a column already in
     Arrow buffers is read in place; an object column is read in place (``compact=False``) or packed into numpy
     buffers for DataLoader workers (``compact=True``, see the module docstring)."""
-    if isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow" and not (
-            kind == "id" and column.hasnans):
+    if is_arrow_strings(column) and not (kind == "id" and column.hasnans):
         return _PackedStrings(_arrow_of(column), copy=False)
     cells = column.to_numpy(dtype=object)
     if not compact:

@@ -12,7 +12,8 @@ from fluid.data.report import BadRowReport
 
 __all__ = [
     "ID", "TEXT", "IMAGE", "LABEL", "LANGUAGE", "LABEL_SOURCE", "COLUMNS",
-    "MAX_TEXT_CHARS", "STRING", "Catalogue", "empty_frame", "sorted_labels", "has_value", "present",
+    "MAX_TEXT_CHARS", "STRING", "Catalogue", "empty_frame", "sorted_labels", "has_value", "is_arrow_strings",
+    "present",
 ]
 
 ID = "id"
@@ -83,6 +84,11 @@ def has_value(cell) -> bool:
     if isinstance(cell, (bytes, bytearray)):
         return len(cell) > 0
     return True
+
+
+def is_arrow_strings(column: pd.Series) -> bool:
+    """Whether a column is a :data:`STRING`-like column: pandas strings stored in Arrow buffers."""
+    return isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow"
 
 
 def present(column: pd.Series) -> np.ndarray:

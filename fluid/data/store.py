@@ -20,16 +20,12 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from fluid.data._canonical import string_series
+from fluid.data.schema import is_arrow_strings
 
-__all__ = ["memory_map_strings", "is_arrow_strings"]
+__all__ = ["memory_map_strings"]
 
 #: Rows per record batch of the file (a batch is the unit the mapping is read in).
 BATCH_ROWS = 65_536
-
-
-def is_arrow_strings(column: pd.Series) -> bool:
-    """Whether a column is a :data:`~fluid.data.schema.STRING` column (pandas strings in Arrow buffers)."""
-    return isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow"
 
 
 def memory_map_strings(frame: pd.DataFrame, folder: str | os.PathLike | None = None) -> pd.DataFrame:
