@@ -21,17 +21,17 @@ method at the end. Writes ``benchmarks/results/offline_presets.json`` and prints
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from fluid._io import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "offline_presets.json"
@@ -209,9 +209,7 @@ def fluid_run(frames: dict[str, pd.DataFrame], workdir: Path, epochs: int, modal
 # ----------------------------------------------------------------------------------------------- main
 def _write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, obj)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,6 @@ Writes ``benchmarks/results/robustness.json`` (and prints a table). Deterministi
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 
 from fluid import Classifier
+from fluid._io import write_json_atomic
 from fluid.config import demo_config
 from fluid.data.corruptions import CORRUPTIONS
 from fluid.data.synthetic import write_synthetic
@@ -93,9 +93,7 @@ def main() -> None:
 
 def _write(path: Path, results: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2), encoding="utf-8")
-    tmp.replace(path)
+    write_json_atomic(path, results)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
 import platform
 import socket
@@ -30,6 +29,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+from fluid._io import write_json_atomic
 
 RESULTS = Path(__file__).parent / "results" / "serve_load.json"
 WORDS = ["red", "blue", "green", "cotton", "shirt", "dress", "summer", "running", "shoes", "leather", "bag", "wool"]
@@ -230,9 +231,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{row['mean_batch_size'] or 0:6.2f}")
     print(f"speed-up with micro-batching: {results['speedup_requests_per_second']}x")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2), encoding="utf-8")
-    tmp.replace(args.out)
+    write_json_atomic(args.out, results)
     print(f"wrote {args.out}")
     return results
 
