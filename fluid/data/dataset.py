@@ -1,10 +1,11 @@
 """A torch ``Dataset`` of raw samples (see docs/architecture.md, "Sample").
 
-Images are decoded in ``__getitem__`` (so in DataLoader workers), and nothing is cached per item. For DataLoader
-workers (``compact=True``) the dataset keeps a compact copy of the ``id`` / ``text`` / ``image`` columns —
-UTF-8 bytes in one numpy buffer plus offsets, no Python object per row — so forked workers do not slowly copy
-the parent's memory by touching reference counts; memory is about the size of those columns' text. Read in the
-calling process (``compact=False``), it reads the frame's own strings and copies nothing.
+Images are decoded in ``__getitem__`` (so in DataLoader workers), and nothing is cached per item. The ``id`` /
+``text`` / ``image`` columns the readers return are Arrow buffers (:data:`~fluid.data.schema.STRING`): the
+dataset reads them in place through numpy views — UTF-8 bytes plus offsets, no Python object per row, no copy —
+so forked workers do not slowly copy the parent's memory by touching reference counts. Object columns (a
+hand-made frame) are packed into such buffers for DataLoader workers (``compact=True``) or read as they are
+(``compact=False``).
 """
 
 from __future__ import annotations
@@ -191,9 +192,9 @@ class CatalogueDataset(Dataset):
             modality) after decoding, seeded by the item id (robustness evaluation); None = clean input.
         load_images: False leaves ``image`` None without reading the file (when image features come from a
             feature cache instead).
-        compact: True (default) packs the id / text / image strings into numpy buffers, for DataLoader
-            workers; False reads the frame's own strings (no copy: for ``num_workers=0``, where the copy would
-            only double the memory they take).
+        compact: for object columns only (Arrow-backed ones are always read in place): True (default) packs
+            their strings into numpy buffers, for DataLoader workers; False reads the frame's own strings (no
+            copy: for ``num_workers=0``, where the copy would only double the memory they take).
 
     ``__getitem__(i)`` returns ``{"index": i, "id", "text", "image" (RGB PIL or None), "label" (int),
     "problems" (list[str])}``; ``i`` is the position in the frame (``frame.index[i]`` aligns it back).
