@@ -165,7 +165,7 @@ class Classifier:
                                  "empty to carve a stratified one from its training split (the test split is "
                                  "for the final evaluation only)")
             return read_catalogue(data, split=split, on_bad_row=self.config.on_bad_row,
-                                  require_label=require_label)
+                                  require_label=require_label, memory_map_rows=self.config.memory_map_rows)
         def optional(column):  # at inference, optional columns may be absent from a DataFrame
             return column if (require_label or self._has_column(data, column)) else None
 
@@ -175,6 +175,7 @@ class Classifier:
             id_col=optional(columns.id), language_col=optional(columns.language),
             label_source_col=optional(columns.label_source),
             image_root=columns.image_root, on_bad_row=self.config.on_bad_row, require_label=require_label,
+            memory_map_rows=self.config.memory_map_rows,
             **({"encoding": columns.encoding} if not isinstance(data, pd.DataFrame) else {}),
         )
         if isinstance(data, pd.DataFrame) and not require_label and data.index.is_unique:

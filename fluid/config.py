@@ -60,8 +60,9 @@ class RunConfig:
     feature_cache: str = "auto"
     feature_cache_budget_gb: float = 20.0
     length_bucketing: bool = True  # training batches of similar text length (less padding)
-    # Training/validation frames of at least this many rows (together) keep their id / text / image-path columns
-    # in a memory-mapped temporary file instead of RAM (fluid.data.store); None = never.
+    # Catalogue files of at least this many rows keep their id / text / image-path columns in memory-mapped
+    # temporary files from the read on, and so do training + validation frames of that many rows together
+    # (fluid.data.store.MEMORY_MAP_ROWS); None = never.
     memory_map_rows: int | None = 50_000
     on_bad_row: str = "missing-modality"
     seed: int = 0

@@ -22,8 +22,9 @@ from fluid.data.errors import BadRowError, ColumnError
 from fluid.data.images import PathProblem, is_zip_ref, resolve_image_path
 from fluid.data.report import REASONS, BadRowReport, check_policy
 from fluid.data.schema import (
-    COLUMNS, ID, IMAGE, LABEL, LABEL_SOURCE, LANGUAGE, MAX_TEXT_CHARS, STRING, TEXT, Catalogue, is_arrow_strings,
+    COLUMNS, ID, IMAGE, LABEL, LABEL_SOURCE, LANGUAGE, MAX_TEXT_CHARS, TEXT, Catalogue, string_series,
 )
+from fluid.data.store import mark_memory_mapped, rows_where
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,6 +51,9 @@ def _cell_str(v: Any) -> str:
         return bytes(v).decode("utf-8", "replace")
     return str(v)
 
+
+#: Rows parsed at a time by the file readers: the parser's own Python strings exist for one chunk only.
+CHUNK_ROWS = 20_000
 
 _T = pa.large_string()
 Strings = pa.Array | pa.ChunkedArray | np.ndarray
@@ -88,28 +92,6 @@ def chunked(values: pa.Array | pa.ChunkedArray | np.ndarray) -> pa.ChunkedArray 
     if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
         return None
     return pa.chunked_array([pa.array(values, type=_T, from_pandas=True)], type=_T)
-
-
-def string_series(values: pa.ChunkedArray, index: pd.Index) -> pd.Series:
-    """A :data:`~fluid.data.schema.STRING` Series over ``values``'s Arrow buffers (no copy)."""
-    return pd.Series(pd.arrays.ArrowStringArray(values, dtype=STRING), index=index, copy=False)
-
-
-def rows_where(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
-    """``frame[mask]``, with each :data:`~fluid.data.schema.STRING` column filtered by Arrow chunk by chunk:
-    pandas would take those rows by position, and Arrow's take first joins all the chunks of a column into one
-    more copy of it (1.1M GLAMI-size rows: ~220 MiB more at the peak)."""
-    mask = np.asarray(mask, dtype=bool)
-    keep = pa.array(mask)
-    index = frame.index[mask]
-    columns = {}
-    for name in frame.columns:
-        column = frame[name]
-        if is_arrow_strings(column):
-            columns[name] = string_series(column.array.__arrow_array__().filter(keep), index)
-        else:
-            columns[name] = column[mask]
-    return pd.DataFrame(columns, index=index, columns=frame.columns, copy=False)
 
 
 def to_objects(arr: pa.Array) -> np.ndarray:
@@ -232,11 +214,16 @@ def canonical(
     image_root: Path | None,
     split: str | None,
     max_examples: int = 5,
+    memory_mapped: bool = False,
 ) -> Catalogue:
     """Assemble the canonical frame, detect and count bad rows, and apply ``on_bad_row``.
 
     ``ids`` / ``text`` / ``image``: Arrow strings (kept as the frame's buffers, no Python string per row) or
-    object arrays (``image`` may hold bytes / PIL images; it then stays an object column)."""
+    object arrays (``image`` may hold bytes / PIL images; it then stays an object column).
+    ``label`` / ``language`` / ``label_source``: object arrays of ``str`` / None whose equal strings share an
+    object (:func:`shared_strings`, per chunk), or None when absent.
+    ``memory_mapped``: the Arrow strings are memory-mapped (:class:`~fluid.data.store.StringColumns`); the frame
+    is marked so, and dropping bad rows writes the kept text to new mapped files instead of RAM."""
     policy = check_policy(on_bad_row)
     n = len(index)
     report = BadRowReport(source, max_examples=max_examples)
@@ -260,10 +247,8 @@ def canonical(
             id_arr = pa.chunked_array([id_arr], type=_T)
             masks["id-missing"] = missing_id
             details["id-missing"] = None
-    codes = np.asarray(id_arr.combine_chunks().dictionary_encode().indices.to_numpy(zero_copy_only=False))
-    first_of = np.unique(codes, return_index=True)[1]
-    dup = np.ones(n, dtype=bool)
-    dup[first_of] = False
+    first_row = first_rows(id_arr)
+    dup = first_row != np.arange(n)
     if dup.any():
         masks["duplicate-id"] = dup
         details["duplicate-id"] = None
@@ -297,9 +282,7 @@ def canonical(
             details["text-huge"] = {int(i): f"{lengths[i]} characters, cut to {MAX_TEXT_CHARS}"
                                     for i in np.flatnonzero(huge)[:max_examples]}
             # No encoder reads that far, and tokenizing megabytes per item per epoch would stall training.
-            whole = text_arr.combine_chunks()
-            cut = pc.if_else(pa.array(huge), pc.utf8_slice_codeunits(whole, 0, MAX_TEXT_CHARS), whole)
-            text_arr = pa.chunked_array([cut], type=_T)
+            text_arr = _cut_huge(text_arr, huge)
 
     # both modalities gone
     no_mod = image_missing & text_missing
@@ -325,7 +308,7 @@ def canonical(
 
     def detail(reason: str, pos: int) -> str:
         if reason == "duplicate-id" and not (details.get(reason) and pos in details[reason]):
-            first = int(first_of[codes[pos]])
+            first = int(first_row[pos])
             return f"id {id_at(pos)!r} already used on row {_plain_label(index[first])}"
         return _detail(reason, pos, details.get(reason))
 
@@ -362,19 +345,81 @@ def canonical(
             TEXT: string_series(text_arr, index),
             IMAGE: string_series(image_arr, index) if image_arr is not None
             else pd.Series(image, index=index, dtype=object),
-            LABEL: pd.Series(shared_strings(label) if label is not None else none, index=index, dtype=object),
-            LANGUAGE: pd.Series(shared_strings(language) if language is not None else none, index=index,
-                                dtype=object),
-            LABEL_SOURCE: pd.Series(shared_strings(label_source) if label_source is not None else none, index=index,
-                                    dtype=object),
+            LABEL: pd.Series(label if label is not None else none, index=index, dtype=object, copy=False),
+            LANGUAGE: pd.Series(language if language is not None else none, index=index, dtype=object, copy=False),
+            LABEL_SOURCE: pd.Series(label_source if label_source is not None else none, index=index, dtype=object,
+                                    copy=False),
         },
         columns=list(COLUMNS),
         copy=False,
     )
+    if memory_mapped:
+        mark_memory_mapped(frame)
     if drop.any():
         frame = rows_where(frame, ~drop)
     report.kept_rows = len(frame)
     return Catalogue(frame=frame, image_root=image_root, source=source, report=report, split=split)
+
+
+def first_rows(values: pa.ChunkedArray) -> np.ndarray:
+    """For each row, the position of the first row holding the same string (its own position when none before).
+
+    Rows are grouped by a 64-bit hash of their string, hashed one chunk at a time: an Arrow dictionary of a
+    million ids cost ~165 MiB at its peak, the hashes cost 8 bytes a row. Rows that share a hash are then compared
+    by their strings, so a hash collision never makes two different strings equal.
+    """
+    n = len(values)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    hashes = np.concatenate([_hash_strings(chunk) for chunk in values.chunks])
+    order = np.argsort(hashes, kind="stable")  # stable: a group's first entry is its first row
+    sorted_hashes = hashes[order]
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = sorted_hashes[1:] != sorted_hashes[:-1]
+    del sorted_hashes
+    first = np.empty(n, dtype=np.int64)
+    first[order] = order[starts][np.cumsum(starts) - 1]
+    del order, starts
+    candidates = np.flatnonzero(first != np.arange(n))
+    if candidates.size:
+        collided = candidates[_strings_at(values, candidates) != _strings_at(values, first[candidates])]
+        if collided.size:  # regroup the rows of colliding hashes by their strings
+            rows = np.flatnonzero(np.isin(hashes, hashes[collided]))
+            seen: dict[Any, int] = {}
+            for row, value in zip(rows.tolist(), _strings_at(values, rows).tolist()):
+                first[row] = seen.setdefault(value, row)
+    return first
+
+
+def _hash_strings(chunk: pa.Array) -> np.ndarray:
+    return pd.util.hash_array(np.asarray(chunk.to_numpy(zero_copy_only=False), dtype=object), categorize=False)
+
+
+def _strings_at(values: pa.ChunkedArray, positions: np.ndarray) -> np.ndarray:
+    """The cells at ``positions`` (an object array), taken chunk by chunk (no join of the chunks)."""
+    out = np.empty(len(positions), dtype=object)
+    order = np.argsort(positions, kind="stable")
+    ordered = positions[order]
+    start = 0
+    for chunk in values.chunks:
+        lo, hi = np.searchsorted(ordered, [start, start + len(chunk)])
+        if hi > lo:
+            out[order[lo:hi]] = chunk.take(pa.array(ordered[lo:hi] - start)).to_numpy(zero_copy_only=False)
+        start += len(chunk)
+    return out
+
+
+def _cut_huge(text: pa.ChunkedArray, huge: np.ndarray) -> pa.ChunkedArray:
+    """``text`` with the cells marked in ``huge`` cut to :data:`MAX_TEXT_CHARS`; only the chunks holding such a
+    cell are rewritten (the others keep their buffers, memory-mapped or not)."""
+    chunks, start = [], 0
+    for chunk in text.chunks:
+        part = huge[start:start + len(chunk)]
+        start += len(chunk)
+        if part.any():
+            chunk = pc.if_else(pa.array(part), pc.utf8_slice_codeunits(chunk, 0, MAX_TEXT_CHARS), chunk)
+        chunks.append(chunk)
+    return pa.chunked_array(chunks, type=_T)
 
 
 def _nulls(values: pa.ChunkedArray) -> np.ndarray:

@@ -12,6 +12,7 @@ a string); ``category_name`` is never read. Reading is vectorised; image files a
 
 from __future__ import annotations
 
+import functools
 import os
 import zipfile
 from dataclasses import dataclass
@@ -24,12 +25,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fluid.data._canonical import (
-    arrow_strings, canonical, join_text, releases_arrow_memory, require_columns, shared_strings, strings,
+    CHUNK_ROWS, arrow_strings, canonical, join_text, releases_arrow_memory, require_columns, shared_strings, strings,
 )
 from fluid.data.errors import ColumnError
 from fluid.data.images import _open_zip, zip_ref
 from fluid.data.report import DEFAULT_POLICY
 from fluid.data.schema import Catalogue
+from fluid.data.store import MEMORY_MAP_ROWS
+from fluid.data.stream import Chunk, gather, parsed_chunks
 
 __all__ = ["read_glami", "find_glami", "GlamiLocation", "GLAMI_DIR", "GLAMI_ZIP", "GLAMI_COLUMNS", "GLAMI_GEOS",
            "glami_csv_name"]
@@ -103,40 +106,55 @@ def find_glami(path: str | os.PathLike, *, strict: bool = True) -> GlamiLocation
     return loc
 
 
-#: Rows parsed at a time: the CSV's own Python strings exist for one chunk only, so reading GLAMI-1M peaks at
-#: the canonical columns plus one chunk instead of twice the whole table.
-CHUNK_ROWS = 20_000
-
-
-def _read_csv(loc: GlamiLocation, split: str, nrows: int | None,
-              chunk_rows: int) -> tuple[Iterator[pd.DataFrame], list[str], str, Any]:
-    """``(chunks of the wanted columns as strings, their names, the CSV's name for messages, the open file)``."""
+def _open_csv(loc: GlamiLocation, split: str) -> Any:
+    """The split's CSV opened for binary reading (from the folder or the archive)."""
     name = glami_csv_name(split)
-    source = loc.csv(split)
+    if loc.kind == "dir":
+        p = loc.root / name
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} not found (GLAMI-1M split {split!r})")
+        return open(p, "rb")
+    zf = _open_zip(str(loc.root))
+    try:
+        return zf.open(loc.prefix + name)
+    except KeyError:
+        raise FileNotFoundError(f"{loc.csv(split)} not found in the archive (GLAMI-1M split {split!r})") from None
 
-    def read(f: Any, **kw: Any) -> Any:
-        return pd.read_csv(f, encoding="utf-8", encoding_errors="replace", **kw)
 
-    def opener():
-        if loc.kind == "dir":
-            p = loc.root / name
-            if not p.is_file():
-                raise FileNotFoundError(f"{p} not found (GLAMI-1M split {split!r})")
-            return open(p, "rb")
-        zf = _open_zip(str(loc.root))
-        try:
-            return zf.open(loc.prefix + name)
-        except KeyError:
-            raise FileNotFoundError(f"{source} not found in the archive (GLAMI-1M split {split!r})") from None
+def _read_csv(f: Any, **kw: Any) -> Any:
+    return pd.read_csv(f, encoding="utf-8", encoding_errors="replace", **kw)
 
-    with opener() as f:
-        present = list(read(f, nrows=0).columns)
-    require_columns(present, _REQUIRED, source)
-    use = [c for c in (*_REQUIRED, *_OPTIONAL) if c in present]
-    f = opener()
-    chunks = read(f, usecols=use, dtype={c: str for c in use}, keep_default_na=False, na_values=[""], nrows=nrows,
-                  chunksize=chunk_rows)
-    return chunks, use, source, f
+
+def _csv_columns(loc: GlamiLocation, split: str) -> list[str]:
+    """The columns of the split's CSV that are read (checked: the required ones are there)."""
+    with _open_csv(loc, split) as f:
+        present = list(_read_csv(f, nrows=0).columns)
+    require_columns(present, _REQUIRED, loc.csv(split))
+    return [c for c in (*_REQUIRED, *_OPTIONAL) if c in present]
+
+
+#: The label-like columns of the canonical frame and the GLAMI columns they come from.
+_OPTIONAL_FROM = (("label", "category"), ("language", "geo"), ("label_source", "label_source"))
+
+
+def _chunks(loc: GlamiLocation, split: str, use: list[str], nrows: int | None, chunk_rows: int,
+            prefix: str) -> Iterator[Chunk]:
+    """The split's CSV parsed ``chunk_rows`` rows at a time and converted (in a worker, when one is used)."""
+    with _open_csv(loc, split) as f:
+        for df in _read_csv(f, usecols=use, dtype={c: str for c in use}, keep_default_na=False, na_values=[""],
+                            nrows=nrows, chunksize=chunk_rows):
+            problems: dict[str, dict[int, str]] = {}
+            yield Chunk(
+                rows=len(df),
+                strings={
+                    "text": join_text([arrow_strings(df[c]) for c in ("name", "description") if c in df], len(df)),
+                    "image": _image_column(arrow_strings(df["image_id"]), 0, prefix, problems),
+                    "ids": arrow_strings(df["item_id"]),
+                },
+                # shared per chunk so its per-row strings die now, not after the read
+                optional={key: shared_strings(strings(df[column])) for key, column in _OPTIONAL_FROM if column in df},
+                problems=problems,
+            )
 
 
 def _image_column(ids_arrow: pa.Array, offset: int, prefix: str, problems: dict[str, dict[int, str]]) -> pa.Array:
@@ -167,6 +185,8 @@ def read_glami(
     nrows: int | None = None,
     max_examples: int = 5,
     chunk_rows: int = CHUNK_ROWS,
+    memory_map_rows: int | None = MEMORY_MAP_ROWS,
+    workers: int = 0,
 ) -> Catalogue:
     """Read one GLAMI-1M split (``"train"`` or ``"test"``) into the canonical frame.
 
@@ -175,8 +195,11 @@ def read_glami(
     ``"zip://<zip>::GLAMI-1M-dataset/images/<image_id>.jpg"`` references that
     :func:`~fluid.data.images.load_image` reads lazily. ``nrows`` reads only the first rows (quick looks).
     The CSV is parsed ``chunk_rows`` rows at a time; ``id``, ``text`` and ``image`` stay in the Arrow buffers
-    they were parsed into (no Python string per row). Memory: those buffers plus the other columns' pointers
-    (see docs/data.md) plus one chunk.
+    they were parsed into (no Python string per row). From ``memory_map_rows`` rows on (``None``: never) those
+    buffers go chunk by chunk into memory-mapped temporary files (:class:`~fluid.data.store.StringColumns`), so
+    reading holds at most that many rows' text plus one chunk in RAM; the other columns cost a pointer per row
+    (see docs/data.md, "What stays in memory"). ``workers`` > 0 parses and converts the chunks in a DataLoader
+    worker process (:func:`~fluid.data.stream.parsed_chunks`).
     """
     glami_csv_name(split)
     loc = find_glami(path)
@@ -187,42 +210,22 @@ def read_glami(
     else:
         prefix = zip_ref(loc.root, f"{loc.prefix}images/")
         image_root = None
-    chunks, use, source, handle = _read_csv(loc, split, nrows, chunk_rows)
+    use = _csv_columns(loc, split)
+    source = loc.csv(split)
     if require_label and "category" not in use:
-        handle.close()
         raise ColumnError("category", source, use, "labels are required")
-    columns: dict[str, list] = {k: [] for k in ("ids", "text", "image", "label", "language", "source")}
-    problems: dict[str, dict[int, str]] = {}
-    n = 0
-    with handle:
-        for df in chunks:
-            columns["text"].append(join_text([arrow_strings(df[c]) for c in ("name", "description") if c in df], len(df)))
-            columns["image"].append(_image_column(arrow_strings(df["image_id"]), n, prefix, problems))
-            columns["ids"].append(arrow_strings(df["item_id"]))
-            for key, column in (("label", "category"), ("language", "geo"), ("source", "label_source")):
-                if column in df.columns:  # shared per chunk so its per-row strings die now, not after the read
-                    columns[key].append(shared_strings(strings(df[column])))
-            n += len(df)
-            del df
-
-    def joined(key: str) -> np.ndarray | None:
-        parts = columns[key]
-        if not parts:
-            return None if key in ("label", "language", "source") else np.full(0, None, dtype=object)
-        return np.concatenate(parts) if len(parts) > 1 else parts[0]
-
-    def arrow_joined(key: str) -> pa.ChunkedArray:
-        return pa.chunked_array(columns[key], type=pa.large_string())
-
+    produce = functools.partial(_chunks, loc, split, use, nrows, chunk_rows, prefix)
+    gathered = gather(parsed_chunks(produce, workers=workers), ("ids", "text", "image"),
+                      [key for key, column in _OPTIONAL_FROM if column in use], memory_map_rows=memory_map_rows)
     return canonical(
-        index=pd.RangeIndex(n),
-        ids=arrow_joined("ids"),
-        text=arrow_joined("text"),
-        image=arrow_joined("image"),
-        label=joined("label"),
-        language=joined("language"),
-        label_source=joined("source"),
-        image_problems=problems,
+        index=pd.RangeIndex(gathered.rows),
+        ids=gathered.strings["ids"],
+        text=gathered.strings["text"],
+        image=gathered.strings["image"],
+        label=gathered.optional.get("label"),
+        language=gathered.optional.get("language"),
+        label_source=gathered.optional.get("label_source"),
+        image_problems=gathered.problems,
         has_text=True,
         has_image=True,
         source=source,
@@ -231,4 +234,5 @@ def read_glami(
         image_root=image_root,
         split=split,
         max_examples=max_examples,
+        memory_mapped=gathered.memory_mapped,
     )

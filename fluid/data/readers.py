@@ -9,17 +9,22 @@ from __future__ import annotations
 import codecs
 import os
 from pathlib import Path
-from typing import Any, Sequence
+import functools
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from fluid.data._canonical import (
-    arrow_strings, canonical, classify_images, join_text, releases_arrow_memory, require_columns, strings,
+    CHUNK_ROWS, arrow_strings, canonical, chunked, classify_images, join_text, releases_arrow_memory,
+    require_columns, shared_strings, strings,
 )
 from fluid.data.errors import ColumnError
 from fluid.data.report import DEFAULT_POLICY
 from fluid.data.schema import ID, LABEL_SOURCE, LANGUAGE, Catalogue
+from fluid.data.store import MEMORY_MAP_ROWS
+from fluid.data.stream import Chunk, Gathered, gather, parsed_chunks
 
 __all__ = ["read_table", "normalize_frame", "read_catalogue", "detect_encoding", "TABLE_SUFFIXES"]
 
@@ -189,32 +194,47 @@ def _wanted_columns(
     }
 
 
-def _normalize(
-    df: pd.DataFrame, cols: dict[str, Any], *, image_root: str | None, check_images: bool, allow_zip: bool,
-    source: str, on_bad_row: str, require_label: bool, split: str | None, max_examples: int,
-    root_for_catalogue: Path | None,
-) -> Catalogue:
+def _convert(df: pd.DataFrame, cols: dict[str, Any], image_root: str | None, check_images: bool,
+             allow_zip: bool) -> Chunk:
+    """One chunk of a table (or a whole DataFrame) converted: Arrow strings, shared label-like strings, image
+    problems."""
     n = len(df)
-    text = join_text([arrow_strings(df[c]) for c in cols["text_cols"]], n)
+    strings_of = {"text": join_text([arrow_strings(df[c]) for c in cols["text_cols"]], n)}
+    problems: dict[str, dict[int, str]] = {}
+    image = np.full(n, None, dtype=object)
     if cols["image_col"] is not None:
-        image, problems = classify_images(
-            df[cols["image_col"]].to_numpy(dtype=object), image_root, check_exists=check_images, allow_zip=allow_zip
-        )
-    else:
-        image, problems = np.full(n, None, dtype=object), {}
+        image, problems = classify_images(df[cols["image_col"]].to_numpy(dtype=object), image_root,
+                                          check_exists=check_images, allow_zip=allow_zip)
+    paths = chunked(image)
+    strings_of["image"] = paths if paths is not None else pa.nulls(n, type=pa.large_string())
+    if cols["id_col"] is not None:
+        strings_of["ids"] = arrow_strings(df[cols["id_col"]])
+    optional = {key: shared_strings(strings(df[cols[f"{key}_col"]])) for key in _OPTIONAL if cols[f"{key}_col"]}
+    return Chunk(rows=n, strings=strings_of, optional=optional, problems=problems,
+                 images=image if paths is None else None)
 
-    def opt(c: str | None) -> np.ndarray | None:
-        return strings(df[c]) if c is not None else None
 
+_OPTIONAL = ("label", "language", "label_source")
+
+
+def _gather(chunks: Iterable[Chunk], cols: dict[str, Any], memory_map_rows: int | None) -> Gathered:
+    names = ("text", "image") + (("ids",) if cols["id_col"] is not None else ())
+    return gather(chunks, names, [key for key in _OPTIONAL if cols[f"{key}_col"]], memory_map_rows=memory_map_rows)
+
+
+def _normalize(
+    columns: Gathered, index: pd.Index, cols: dict[str, Any], *, source: str, on_bad_row: str, require_label: bool,
+    split: str | None, max_examples: int, root_for_catalogue: Path | None,
+) -> Catalogue:
     return canonical(
-        index=df.index,
-        ids=opt(cols["id_col"]),
-        text=text,
-        image=image,
-        label=opt(cols["label_col"]),
-        language=opt(cols["language_col"]),
-        label_source=opt(cols["label_source_col"]),
-        image_problems=problems,
+        index=index,
+        ids=columns.strings.get("ids"),
+        text=columns.strings["text"],
+        image=columns.images if columns.images is not None else columns.strings["image"],
+        label=columns.optional.get("label"),
+        language=columns.optional.get("language"),
+        label_source=columns.optional.get("label_source"),
+        image_problems=columns.problems,
         has_text=bool(cols["text_cols"]),
         has_image=cols["image_col"] is not None,
         source=source,
@@ -223,6 +243,7 @@ def _normalize(
         image_root=root_for_catalogue,
         split=split,
         max_examples=max_examples,
+        memory_mapped=columns.memory_mapped,
     )
 
 
@@ -259,11 +280,9 @@ def normalize_frame(
         language_col=language_col, label_source_col=label_source_col, require_label=require_label, source=source,
     )
     root = os.path.abspath(os.fspath(image_root)) if image_root is not None else None
-    return _normalize(
-        df, cols, image_root=root, check_images=check_images, allow_zip=root is None, source=source,
-        on_bad_row=on_bad_row, require_label=require_label, split=split, max_examples=max_examples,
-        root_for_catalogue=Path(root) if root else None,
-    )
+    columns = _gather([_convert(df, cols, root, check_images, allow_zip=root is None)], cols, memory_map_rows=None)
+    return _normalize(columns, df.index, cols, source=source, on_bad_row=on_bad_row, require_label=require_label,
+                      split=split, max_examples=max_examples, root_for_catalogue=Path(root) if root else None)
 
 
 def _table_columns(path: Path, fmt: str, compressed: bool, encoding: str | None) -> tuple[list[str], str | None]:
@@ -313,6 +332,8 @@ def read_table(
     check_images: bool = True,
     split: str | None = None,
     max_examples: int = 5,
+    memory_map_rows: int | None = MEMORY_MAP_ROWS,
+    workers: int = 0,
 ) -> Catalogue:
     """Read a CSV / TSV / Parquet / JSON-lines catalogue.
 
@@ -329,6 +350,11 @@ def read_table(
         on_bad_row: ``"missing-modality"`` (default), ``"skip"`` or ``"fail"`` (see docs/data.md).
         require_label: count rows without label as ``label-missing`` and drop them.
         check_images: check that image files exist now (one ``stat`` per row).
+        memory_map_rows: from this many rows on (``None``: never), the text, id and image-path columns go into
+            memory-mapped temporary files as they are read (:mod:`fluid.data.store`). CSV, TSV and Parquet are
+            read :data:`~fluid.data._canonical.CHUNK_ROWS` rows at a time; JSON is parsed whole first.
+        workers: > 0 parses and converts CSV / TSV / Parquet chunks in a DataLoader worker process
+            (:func:`~fluid.data.stream.parsed_chunks`); the image existence checks then run there too.
 
     Cells are read as strings; only empty cells are missing (``"NA"``, ``"None"`` stay text).
     """
@@ -342,16 +368,17 @@ def read_table(
     if path.stat().st_size == 0:
         raise ValueError(f"{path}: the file is empty (0 bytes); expected a header row naming the columns, then "
                          "one row per product")
-    with _parse_errors(path, fmt):
-        df, cols = _parse_table(path, fmt, compressed, source, text_cols=text_cols, image_col=image_col,
-                                label_col=label_col, id_col=id_col, language_col=language_col,
-                                label_source_col=label_source_col, encoding=encoding, require_label=require_label)
     root = os.path.abspath(os.fspath(image_root) if image_root is not None else path.parent)
-    return _normalize(
-        df, cols, image_root=root, check_images=check_images, allow_zip=False, source=source,
-        on_bad_row=on_bad_row, require_label=require_label, split=split, max_examples=max_examples,
-        root_for_catalogue=Path(root),
-    )
+    with _parse_errors(path, fmt):
+        columns, cols = _parse_table(
+            path, fmt, compressed, source, text_cols=text_cols, image_col=image_col, label_col=label_col,
+            id_col=id_col, language_col=language_col, label_source_col=label_source_col, encoding=encoding,
+            require_label=require_label, image_root=root, check_images=check_images,
+            memory_map_rows=memory_map_rows, workers=workers,
+        )
+    return _normalize(columns, pd.RangeIndex(columns.rows), cols, source=source, on_bad_row=on_bad_row,
+                      require_label=require_label, split=split, max_examples=max_examples,
+                      root_for_catalogue=Path(root))
 
 
 class _parse_errors:
@@ -380,33 +407,46 @@ class _parse_errors:
 
 
 def _parse_table(path: Path, fmt: str, compressed: bool, source: str, *, text_cols, image_col, label_col, id_col,
-                 language_col, label_source_col, encoding, require_label) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The wanted columns of a table file as strings, and the resolved column options."""
+                 language_col, label_source_col, encoding, require_label, image_root: str, check_images: bool,
+                 memory_map_rows: int | None, workers: int) -> tuple[Gathered, dict[str, Any]]:
+    """The wanted columns of a table file, parsed as strings :data:`CHUNK_ROWS` rows at a time (JSON: whole),
+    converted (in a DataLoader worker when ``workers`` > 0) and gathered; and the resolved column options."""
+    def wanted(present: Sequence[Any]) -> dict[str, Any]:
+        return _wanted_columns(present, text_cols=text_cols, image_col=image_col, label_col=label_col,
+                               id_col=id_col, language_col=language_col, label_source_col=label_source_col,
+                               require_label=require_label, source=source)
+
     present, enc = _table_columns(path, fmt, compressed, encoding)
-    if fmt == "parquet":
-        cols = _wanted_columns(present, text_cols=text_cols, image_col=image_col, label_col=label_col,
-                               id_col=id_col, language_col=language_col, label_source_col=label_source_col,
-                               require_label=require_label, source=source)
-        use = _unique(cols)
-        df = pd.read_parquet(path, columns=use)
-    elif fmt in ("csv", "tsv"):
-        cols = _wanted_columns(present, text_cols=text_cols, image_col=image_col, label_col=label_col,
-                               id_col=id_col, language_col=language_col, label_source_col=label_source_col,
-                               require_label=require_label, source=source)
-        use = _unique(cols)
-        sep = "," if fmt == "csv" else "\t"
-        df, enc = _read_with_encoding(
-            lambda e: pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""],
-                                  usecols=use, encoding=e),
-            path, encoding, compressed, detected=enc,
-        )
-        df = df[use]
-    else:
+    if fmt in ("json", "jsonl"):
         df, enc = _read_with_encoding(lambda e: _read_json(path, fmt, e), path, encoding, compressed)
-        cols = _wanted_columns(df.columns, text_cols=text_cols, image_col=image_col, label_col=label_col,
-                               id_col=id_col, language_col=language_col, label_source_col=label_source_col,
-                               require_label=require_label, source=source)
-    return df.reset_index(drop=True), cols
+        cols = wanted(df.columns)
+        chunk = _convert(df.reset_index(drop=True), cols, image_root, check_images, allow_zip=False)
+        return _gather([chunk], cols, memory_map_rows), cols
+    cols = wanted(present)
+
+    def read(e: str | None) -> Gathered:
+        produce = functools.partial(_table_chunks, path, fmt, _unique(cols), e, cols, image_root, check_images)
+        return _gather(parsed_chunks(produce, workers=workers), cols, memory_map_rows)
+
+    if fmt == "parquet":
+        return read(None), cols
+    return _read_with_encoding(read, path, encoding, compressed, detected=enc)[0], cols
+
+
+def _table_chunks(path: Path, fmt: str, use: list[str], encoding: str | None, cols: dict[str, Any],
+                  image_root: str, check_images: bool) -> Iterator[Chunk]:
+    """A CSV / TSV / Parquet file's wanted columns, :data:`CHUNK_ROWS` rows at a time, converted."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(path) as parquet:
+            for batch in parquet.iter_batches(batch_size=CHUNK_ROWS, columns=use):
+                yield _convert(batch.to_pandas(), cols, image_root, check_images, allow_zip=False)
+        return
+    with pd.read_csv(path, sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False, na_values=[""],
+                     usecols=use, encoding=encoding, chunksize=CHUNK_ROWS) as chunks:
+        for chunk in chunks:
+            yield _convert(chunk[use], cols, image_root, check_images, allow_zip=False)
 
 
 def _unique(cols: dict[str, Any]) -> list[str]:
@@ -428,9 +468,15 @@ def read_catalogue(
     split: str | None = None,
     on_bad_row: str = DEFAULT_POLICY,
     require_label: bool = False,
+    memory_map_rows: int | None = MEMORY_MAP_ROWS,
+    workers: int = 0,
     **columns: Any,
 ) -> Catalogue:
     """Read anything FLUID accepts as a catalogue.
+
+    Files of at least ``memory_map_rows`` rows (``None``: never) keep their text in memory-mapped temporary
+    files (:mod:`fluid.data.store`); in-memory DataFrames stay in RAM. ``workers`` > 0 parses files in a
+    DataLoader worker process.
 
     * ``DataFrame`` → :func:`normalize_frame` (``columns`` are its column options);
     * a :class:`Catalogue` → returned unchanged;
@@ -456,7 +502,8 @@ def read_catalogue(
     if find_glami(path, strict=False) is not None:
         if columns:
             raise TypeError(f"{path} is a GLAMI-1M catalogue; column options {sorted(columns)} do not apply")
-        return read_glami(path, split or "train", on_bad_row=on_bad_row, require_label=require_label)
+        return read_glami(path, split or "train", on_bad_row=on_bad_row, require_label=require_label,
+                          memory_map_rows=memory_map_rows, workers=workers)
     if path.is_dir():
         raise ValueError(
             f"{path} is a folder but not a GLAMI-1M layout (no GLAMI-1M-{split or 'train'}.csv in it, nor in "
@@ -466,4 +513,5 @@ def read_catalogue(
         _format_of(path)
     except ValueError:
         raise TypeError(f"cannot read a catalogue from {path}; expected {_ACCEPTED}") from None
-    return read_table(path, on_bad_row=on_bad_row, require_label=require_label, split=split, **columns)
+    return read_table(path, on_bad_row=on_bad_row, require_label=require_label, split=split,
+                      memory_map_rows=memory_map_rows, workers=workers, **columns)

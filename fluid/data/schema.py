@@ -13,7 +13,7 @@ from fluid.data.report import BadRowReport
 __all__ = [
     "ID", "TEXT", "IMAGE", "LABEL", "LANGUAGE", "LABEL_SOURCE", "COLUMNS",
     "MAX_TEXT_CHARS", "STRING", "Catalogue", "empty_frame", "sorted_labels", "has_value", "is_arrow_strings",
-    "present",
+    "present", "string_series",
 ]
 
 ID = "id"
@@ -89,6 +89,11 @@ def has_value(cell) -> bool:
 def is_arrow_strings(column: pd.Series) -> bool:
     """Whether a column is a :data:`STRING`-like column: pandas strings stored in Arrow buffers."""
     return isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow"
+
+
+def string_series(values, index: pd.Index) -> pd.Series:
+    """A :data:`STRING` Series over ``values``'s Arrow buffers (a ``large_string`` ChunkedArray; no copy)."""
+    return pd.Series(pd.arrays.ArrowStringArray(values, dtype=STRING), index=index, copy=False)
 
 
 def present(column: pd.Series) -> np.ndarray:

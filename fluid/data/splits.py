@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fluid.data._canonical import releases_arrow_memory, rows_where
+from fluid.data._canonical import releases_arrow_memory
+from fluid.data.store import rows_where
 from fluid.data.schema import LABEL, sorted_labels
 
 __all__ = ["stratified_split"]

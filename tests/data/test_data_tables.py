@@ -274,7 +274,7 @@ def cells(column: pd.Series) -> list:
 
 
 def test_rows_where_filters_string_columns_like_pandas():
-    from fluid.data._canonical import rows_where
+    from fluid.data.store import rows_where
     from fluid.data.schema import STRING
 
     chunks = pa.chunked_array([pa.array(["a", None, "c"], type=pa.large_string()),
