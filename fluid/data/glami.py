@@ -148,7 +148,7 @@ def _chunks(loc: GlamiLocation, split: str, use: list[str], nrows: int | None, c
                 rows=len(df),
                 strings={
                     "text": join_text([arrow_strings(df[c]) for c in ("name", "description") if c in df], len(df)),
-                    "image": _image_column(arrow_strings(df["image_id"]), 0, prefix, problems),
+                    "image": _image_column(arrow_strings(df["image_id"]), prefix, problems),
                     "ids": arrow_strings(df["item_id"]),
                 },
                 # shared per chunk so its per-row strings die now, not after the read
@@ -157,15 +157,15 @@ def _chunks(loc: GlamiLocation, split: str, use: list[str], nrows: int | None, c
             )
 
 
-def _image_column(ids_arrow: pa.Array, offset: int, prefix: str, problems: dict[str, dict[int, str]]) -> pa.Array:
+def _image_column(ids_arrow: pa.Array, prefix: str, problems: dict[str, dict[int, str]]) -> pa.Array:
     """Image cells (``prefix + image_id + ".jpg"``, None where unusable) for one chunk; unusable ids are added
-    to ``problems`` under their row number (``offset`` = the chunk's first row)."""
+    to ``problems`` under their row number in the chunk."""
     has_id = ids_arrow.is_valid().to_numpy(zero_copy_only=False)
     unsafe = pc.fill_null(pc.match_substring_regex(ids_arrow, r"[/\\]|\.\."), False).to_numpy(zero_copy_only=False)
     for i in np.flatnonzero(~has_id):
-        problems.setdefault("image-empty", {})[offset + int(i)] = "empty image_id"
+        problems.setdefault("image-empty", {})[int(i)] = "empty image_id"
     for i in np.flatnonzero(unsafe):
-        problems.setdefault("image-outside-root", {})[offset + int(i)] = (
+        problems.setdefault("image-outside-root", {})[int(i)] = (
             f"image_id {ids_arrow[int(i)].as_py()!r} is not a plain file name")
     ok = has_id & ~unsafe
     if not ok.any():

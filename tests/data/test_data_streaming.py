@@ -259,3 +259,15 @@ def test_worker_exceptions_keep_their_type_or_say_it():
         list(parsed_chunks(functools.partial(_raising, decode), workers=1))
     with pytest.raises(RuntimeError, match="_Unpicklable: x and y"):
         list(parsed_chunks(functools.partial(_raising, _Unpicklable("x", "y")), workers=1))
+
+
+def test_glami_image_problems_keep_their_file_row_across_chunks(tmp_path):
+    root = write_synthetic(tmp_path / "cat", items=200, seed=2)
+    csv = next(root.rglob("GLAMI-1M-train.csv"))
+    table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    table.loc[150, "image_id"] = "../escape"
+    table.loc[70, "image_id"] = ""
+    table.to_csv(csv, index=False)
+    report = read_glami(root, chunk_rows=64, memory_map_rows=0).report.to_dict()
+    assert [e["row"] for e in report["examples"]["image-outside-root"]] == [150]
+    assert [e["row"] for e in report["examples"]["image-empty"]] == [70]
