@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-__all__ = ["ColumnError", "BadRowError", "BadImageError"]
+__all__ = ["ColumnError", "BadRowError", "BadImageError", "SpillError"]
 
 
 class ColumnError(ValueError, KeyError):
@@ -63,3 +63,16 @@ class BadImageError(ValueError):
         self.reason = reason
         self.kind = kind
         super().__init__(f"{kind} file {self.path} ({reason})")
+
+
+class SpillError(OSError):
+    """The text of a large catalogue could not be written to its memory-mapped temporary file (a full or
+    read-only temporary folder). The message names the folder and the two ways out."""
+
+    def __init__(self, folder: str, error: OSError) -> None:
+        super().__init__(
+            error.errno,
+            f"cannot write the catalogue's text to a memory-mapped file in {folder}: {error.strerror or error}; "
+            "point TMPDIR at a folder with room for about the catalogue's text size, or set memory_map_rows to "
+            "None (--set memory_map_rows=null) to keep the text in RAM",
+        )

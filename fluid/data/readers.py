@@ -392,9 +392,10 @@ class _parse_errors:
         return None
 
     def __exit__(self, kind, error, tb) -> bool:
-        from fluid.data.errors import BadRowError
+        from fluid.data.errors import BadRowError, SpillError
 
-        if error is None or isinstance(error, (ColumnError, BadRowError)) or not isinstance(error, Exception):
+        ours = (ColumnError, BadRowError, SpillError)
+        if error is None or isinstance(error, ours) or not isinstance(error, Exception):
             return False
         import pyarrow as pa
 

@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from fluid.data.errors import SpillError
 from fluid.data.schema import is_arrow_strings, string_series
 
 __all__ = ["memory_map_strings", "rows_where", "is_memory_mapped", "StringColumns", "StringSpill",
@@ -53,10 +54,13 @@ class StringSpill:
     """
 
     def __init__(self, folder: str | os.PathLike | None = None) -> None:
-        handle, self.path = tempfile.mkstemp(prefix="fluid-strings-", suffix=".arrow", dir=folder or None)
-        os.close(handle)
+        self.folder = os.fspath(folder) if folder else tempfile.gettempdir()
         self.rows = 0
-        self._writer: ipc.RecordBatchFileWriter | None = ipc.new_file(self.path, _SCHEMA)
+        self._writer: ipc.RecordBatchFileWriter | None = None
+        with self._writing():
+            handle, self.path = tempfile.mkstemp(prefix="fluid-strings-", suffix=".arrow", dir=self.folder)
+            os.close(handle)
+            self._writer = ipc.new_file(self.path, _SCHEMA)
 
     def append(self, values: pa.Array | pa.ChunkedArray) -> None:
         """Write ``values`` (strings; cast to ``large_string``) after what is already there."""
@@ -64,9 +68,18 @@ class StringSpill:
             raise ValueError(f"{self.path} is already mapped or discarded; nothing can be appended")
         for chunk in (values.chunks if isinstance(values, pa.ChunkedArray) else [values]):
             chunk = chunk if chunk.type == _T else chunk.cast(_T)
-            for start in range(0, len(chunk), BATCH_ROWS):
-                self._writer.write_batch(pa.record_batch([chunk.slice(start, BATCH_ROWS)], schema=_SCHEMA))
+            with self._writing():
+                for start in range(0, len(chunk), BATCH_ROWS):
+                    self._writer.write_batch(pa.record_batch([chunk.slice(start, BATCH_ROWS)], schema=_SCHEMA))
             self.rows += len(chunk)
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """Turns a failed write (a full or read-only folder) into a :class:`~fluid.data.errors.SpillError`."""
+        try:
+            yield
+        except OSError as error:  # pyarrow's IOError is an OSError too
+            raise SpillError(self.folder, error) from error
 
     def mapped(self) -> pa.ChunkedArray:
         """Close the file and return its column, memory-mapped (one chunk per record batch); the file is deleted."""

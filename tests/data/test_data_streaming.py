@@ -271,3 +271,26 @@ def test_glami_image_problems_keep_their_file_row_across_chunks(tmp_path):
     report = read_glami(root, chunk_rows=64, memory_map_rows=0).report.to_dict()
     assert [e["row"] for e in report["examples"]["image-outside-root"]] == [150]
     assert [e["row"] for e in report["examples"]["image-empty"]] == [70]
+
+
+def test_a_full_temporary_folder_says_where_and_what_to_do(tmp_path, temp_folder, monkeypatch):
+    import errno
+
+    import fluid.data.store as store
+    from fluid.data.errors import SpillError
+
+    class FullDisk:
+        def write_batch(self, batch):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(store.ipc, "new_file", lambda path, schema: FullDisk())
+    pd.DataFrame({"text": [f"t{i}" for i in range(300)], "label": ["a", "b"] * 150}).to_csv(
+        tmp_path / "c.csv", index=False)
+    with pytest.raises(SpillError, match="No space left on device") as error:
+        read_table(tmp_path / "c.csv", image_col=None, memory_map_rows=100)
+    assert str(temp_folder) in str(error.value) and "memory_map_rows" in str(error.value)
+    assert error.value.errno == errno.ENOSPC
+    assert list(temp_folder.iterdir()) == []
