@@ -9,9 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fluid.data.errors import SpillError
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="FLUID: multimodal (image + text) product classification.")
 console = Console()
+
+#: Errors a command reports as a one-line message (what is wrong and where) instead of a traceback.
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, SpillError)
 
 
 TABLE_KEYS = (("accuracy", "Acc"), ("macro_precision", "Macro P"), ("macro_recall", "Macro R"),

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from fluid.cli.common import app, console, fail, show_progress
+from fluid.cli.common import USER_ERRORS, app, console, fail, show_progress
 
 experiment_app = typer.Typer(no_args_is_help=True, help="Multi-system experiments (`fluid experiment paper`).")
 app.add_typer(experiment_app, name="experiment")
@@ -64,7 +64,7 @@ def paper(
 
     try:
         results = run_experiment(settings, progress=show_progress(), on_row=on_row)
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
+    except USER_ERRORS as error:
         fail(str(error))
     typer.echo((out / "results.md").read_text(encoding="utf-8"))
     console.print(f"results: {out / 'results.md'}, {out / 'results.json'}; "

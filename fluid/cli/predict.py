@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from fluid.cli.common import app, console, fail, load_run, show_progress
+from fluid.cli.common import USER_ERRORS, app, console, fail, load_run, show_progress
 
 
 @app.command()
@@ -40,7 +40,7 @@ def predict_batch(run_dir: Path = typer.Argument(..., help="A run directory writ
     try:
         summary = classifier.predict_to_file(data, out, top_k=top_k, chunk_size=chunk_size,
                                              progress=show_progress())
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
+    except USER_ERRORS as error:
         fail(str(error))
     console.print(f"wrote {summary['n_items']} rows to [bold]{out}[/]; {summary['n_unscorable']} without text or "
                   f"image (marked in the error column); {summary['n_dropped_by_reader']} rows of the input "

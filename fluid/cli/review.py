@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from fluid.cli.common import app, console, fail, show_progress
+from fluid.cli.common import USER_ERRORS, app, console, fail, show_progress
 
 
 @app.command()
@@ -48,7 +48,7 @@ def review(run_dir: Path = typer.Argument(..., help="A run directory: its config
         summary = review_catalogue(run_dir, data, out, folds=folds, seed=seed, truth=truth,
                                    gallery_items=gallery_items, trusted_source=trusted, max_fdr=max_fdr,
                                    progress=show_progress())
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
+    except USER_ERRORS as error:
         fail(str(error))
     if json_out is not None:
         from fluid.api import _write_json

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from fluid.cli.common import (app, console, fail, load_run, parse_devices, parse_overrides, results_table,
+from fluid.cli.common import (USER_ERRORS, app, console, fail, load_run, parse_devices, parse_overrides, results_table,
                               show_progress, write_eval)
 
 
@@ -111,7 +111,7 @@ def train(
         classifier = Classifier(path=str(out), **params)
         classifier.fit(data, val_data, devices=parse_devices(devices), resume=resume, time_limit=time_limit,
                        progress=show_progress())
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
+    except USER_ERRORS as error:
         fail(str(error))
     if classifier.metrics_ is None:
         return  # a secondary process of a multi-device (DDP) run: the first one writes the report
@@ -139,7 +139,7 @@ def evaluate(run_dir: Path = typer.Argument(..., help="A run directory written b
         corruption = parse_corruption(corrupt, seed=classifier.config.seed) if corrupt is not None else None
         metrics = classifier.evaluate(data, drop_modality=drop_modality, corrupt=corruption,
                                       progress=show_progress())
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
+    except USER_ERRORS as error:
         fail(str(error))
     name = "test" if drop_modality is None else f"test-without-{drop_modality}"
     if corruption is not None:

@@ -104,6 +104,19 @@ def test_errors_are_clear(catalogue, tmp_path):
     assert result.exit_code == 2 and "not a FLUID run directory" in result.output
 
 
+def test_a_temporary_folder_that_cannot_hold_the_text_is_a_clear_error(catalogue, tmp_path, monkeypatch):
+    import tempfile
+
+    (tmp_path / "mapped.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "memory_map_rows": 0}))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+    args = _train_args(catalogue, tmp_path / "x")
+    args[args.index("--config") + 1] = str(tmp_path / "mapped.yaml")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "cannot write the catalogue's text" in result.output and "no-such-folder" in result.output
+    assert "Traceback" not in result.output
+
+
 @pytest.mark.slow
 def test_demo_quick_end_to_end(tmp_path):
     """`fluid demo --quick` as a user runs it: a real process, no downloads."""
