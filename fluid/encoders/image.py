@@ -27,26 +27,129 @@ def _to_rgb(img: Any) -> Image.Image | None:
 
 class ImagePreprocessor:
     """Picklable image preprocessing (the encoder's image processor only, no weights): use it as, or inside,
-    a DataLoader collate function. ``ImageEncoder.prepare`` calls it."""
+    a DataLoader collate function. ``ImageEncoder.prepare`` calls it.
+
+    ``preprocessor(images) -> {"pixels": B x C x H x W uint8, "present": B bool}`` when the processor's last
+    steps are a rescale and a per-channel normalisation (ViT, DeiT, CLIP, ... and the ``tiny`` preset): the
+    processor resizes/crops on the CPU with those two steps switched off, and :meth:`pixel_values` finishes them
+    wherever the batch is, on the encoder's device in :meth:`ImageEncoder.forward`. A batch then crosses from
+    the DataLoader workers and to the GPU as 1 byte per value instead of 4, and the CPU skips the float work
+    (ViT-base on GLAMI-sized images: docs/encoders.md, "Image preprocessing"). Whether a processor qualifies is
+    checked once, on a probe image: the pixels it resizes must be whole numbers in 0..255 and
+    :meth:`pixel_values` must give the processor's own output (to float32 rounding); otherwise (e.g. the
+    EfficientNet-Lite backbones) ``preprocessor(images) -> {"pixel_values": B x C x H x W float32, "present"}``
+    as the processor returns it. Either way a missing image is all zeros after :meth:`pixel_values`.
+    """
 
     def __init__(self, processor) -> None:
         self.processor = processor
-        self.pixel_shape: tuple[int, ...] = tuple(self._process([Image.new("RGB", (32, 32))]).shape[1:])
+        full = self._process([_probe_image()])
+        self.pixel_shape: tuple[int, ...] = tuple(full.shape[1:])
+        self.normalisation: tuple[float, tuple[float, ...], tuple[float, ...]] | None = _deferred_normalisation(
+            processor, full
+        )
+        self._constants: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
-    def _process(self, images: list[Image.Image]) -> Tensor:
-        pv = self.processor(images=images, return_tensors="pt")["pixel_values"]
-        return torch.as_tensor(pv, dtype=torch.float32)
+    @property
+    def deferred(self) -> bool:
+        """True when batches carry uint8 ``pixels`` that :meth:`pixel_values` normalises."""
+        return self.normalisation is not None
+
+    def _process(self, images: list[Image.Image], **switches: bool) -> Tensor:
+        pv = self.processor(images=images, return_tensors="pt", **switches)["pixel_values"]
+        return torch.as_tensor(pv)
+
+    def _resized(self, images: list[Image.Image]) -> Tensor:
+        """B x C x H x W uint8: the processor with its rescale and normalisation switched off."""
+        pv = self._process(images, do_rescale=False, do_normalize=False)
+        return pv if pv.dtype == torch.uint8 else pv.round().clamp_(0, 255).to(torch.uint8)
 
     def __call__(self, items: Sequence[Image.Image | None]) -> dict[str, Tensor]:
         imgs = [_to_rgb(x) for x in items]
         if not imgs:
             raise ValueError("prepare() needs at least one item")
         present = torch.tensor([x is not None for x in imgs], dtype=torch.bool)
-        pixel_values = torch.zeros((len(imgs), *self.pixel_shape), dtype=torch.float32)
         real = [x for x in imgs if x is not None]
+        key, dtype = ("pixels", torch.uint8) if self.deferred else ("pixel_values", torch.float32)
+        processed = None
         if real:
-            pixel_values[present] = self._process(real)
-        return {"pixel_values": pixel_values, "present": present}
+            processed = self._resized(real) if self.deferred else self._process(real).to(torch.float32)
+        if len(real) == len(imgs):
+            return {key: processed, "present": present}
+        values = torch.zeros((len(imgs), *self.pixel_shape), dtype=dtype)
+        if processed is not None:
+            values[present.nonzero().squeeze(1)] = processed
+        return {key: values, "present": present}
+
+    def pixel_values(self, batch: dict[str, Tensor]) -> Tensor:
+        """The float32 pixel values the encoder's model takes (B x C x H x W), on the batch's device: a prepared
+        batch's ``pixel_values`` as they are, or its uint8 ``pixels`` rescaled and normalised (missing images
+        stay all zeros)."""
+        if "pixels" not in batch:
+            return batch["pixel_values"]
+        if self.normalisation is None:
+            raise ValueError("this image processor does not defer its normalisation; the batch needs pixel_values")
+        pixels = batch["pixels"]
+        mean, std = self._device_constants(pixels.device)
+        out = pixels.to(torch.float32).mul_(self.normalisation[0]).sub_(mean).div_(std)
+        present = batch["present"].to(pixels.device)
+        if not bool(present.all()):
+            out[~present] = 0.0
+        return out
+
+    def _device_constants(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        constants = self._constants.get(device)
+        if constants is None:
+            _, mean, std = self.normalisation  # type: ignore[misc]
+            shape = (1, len(mean), 1, 1)
+            constants = (torch.tensor(mean, dtype=torch.float32, device=device).view(shape),
+                         torch.tensor(std, dtype=torch.float32, device=device).view(shape))
+            self._constants[device] = constants
+        return constants
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_constants"] = {}
+        return state
+
+
+def _probe_image() -> Image.Image:
+    """A deterministic noisy RGB image of an awkward size (every resize interpolates)."""
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randint(0, 256, (37, 53, 3), generator=g, dtype=torch.uint8)
+    return Image.fromarray(noise.numpy(), mode="RGB")
+
+
+def _deferred_normalisation(processor, full: Tensor) -> tuple[float, tuple[float, ...], tuple[float, ...]] | None:
+    """``(rescale factor, mean, std)`` when ``processor``'s rescale and normalisation can run after it (checked
+    against its own output ``full`` for :func:`_probe_image`), else None."""
+    needed = ("do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std")
+    if not all(hasattr(processor, name) for name in needed):
+        return None
+    channels = int(full.shape[1])
+    scale = float(processor.rescale_factor) if processor.do_rescale else 1.0
+    mean = processor.image_mean if processor.do_normalize else 0.0
+    std = processor.image_std if processor.do_normalize else 1.0
+    mean = tuple(float(m) for m in mean) if isinstance(mean, (list, tuple)) else (float(mean),) * channels
+    std = tuple(float(s) for s in std) if isinstance(std, (list, tuple)) else (float(std),) * channels
+    if len(mean) != channels or len(std) != channels:
+        return None
+    try:
+        raw = torch.as_tensor(processor(images=[_probe_image()], return_tensors="pt", do_rescale=False,
+                                        do_normalize=False)["pixel_values"])
+    except (TypeError, ValueError):
+        return None
+    if raw.shape != full.shape:
+        return None
+    raw = raw.to(torch.float64)
+    if bool((raw != raw.round()).any()) or float(raw.min()) < 0 or float(raw.max()) > 255:
+        return None
+    shape = (1, channels, 1, 1)
+    expected = (raw * scale - torch.tensor(mean, dtype=torch.float64).view(shape)) / torch.tensor(
+        std, dtype=torch.float64).view(shape)
+    if not torch.allclose(expected, full.to(torch.float64), rtol=0, atol=1e-5):
+        return None
+    return scale, mean, std
 
 
 class ImageEncoder(Encoder):
@@ -83,19 +186,24 @@ class ImageEncoder(Encoder):
 
         Returns:
             dict with ``pixel_values`` (B x C x H x W float32; zeros for a missing image) and ``present`` (B bool).
+            (The DataLoader paths use :attr:`preprocessor`, whose batches may carry uint8 ``pixels`` instead;
+            :meth:`forward` takes either.)
         """
-        return self.preprocessor(items)
+        batch = self.preprocessor(items)
+        return {"pixel_values": self.preprocessor.pixel_values(batch), "present": batch["present"]}
 
     def forward(self, batch: dict[str, Tensor], num_layers: int = 1) -> EncoderOutput:
-        """Encode a prepared batch.
+        """Encode a prepared batch: ``pixel_values`` (B x C x H x W float) or uint8 ``pixels`` (normalised here,
+        on the model's device), and ``present`` (B bool).
 
         Returns:
             EncoderOutput: tokens B x L x D (ViT: L = patches + 1), mask B x L (all True for present images,
             all False for missing ones), and the last ``num_layers`` hidden states when ``num_layers > 1``.
         """
         device = next(self.model.parameters()).device
-        present = batch["present"].to(device)
-        pv = batch["pixel_values"].to(device)
+        batch = {key: value.to(device) for key, value in batch.items()}
+        present = batch["present"]
+        pv = self.preprocessor.pixel_values(batch)
         token_mask = None
         if isinstance(self.model, backbones.ImageBackbone):
             tokens, layers, token_mask = self._run_backbone(pv, num_layers)

@@ -44,3 +44,69 @@ def test_tiny_image_overrides():
 def test_rejects_non_images(tiny_image):
     with pytest.raises(TypeError, match="PIL"):
         tiny_image.prepare(["/path/to/image.jpg"])
+
+
+# ------------------------------------------------------------------ normalisation deferred to the encoder's device
+def _noisy(size, seed):
+    g = torch.Generator().manual_seed(seed)
+    return Image.fromarray(torch.randint(0, 256, (size[1], size[0], 3), generator=g, dtype=torch.uint8).numpy())
+
+
+def test_batches_carry_uint8_pixels_that_normalise_to_the_processors_own_output(tiny_image):
+    """The DataLoader-side preprocessor resizes only; its uint8 pixels, normalised, are the processor's output."""
+    images = [_noisy((91, 57), 1), None, _noisy((30, 200), 2), Image.new("RGB", (5, 5), (255, 0, 128))]
+    batch = tiny_image.preprocessor(images)
+    assert set(batch) == {"pixels", "present"} and batch["pixels"].dtype == torch.uint8
+    assert batch["pixels"].shape == (4, 3, 64, 64) and batch["present"].tolist() == [True, False, True, True]
+    assert not batch["pixels"][1].any()
+    real = [images[0], images[2], images[3]]
+    own = torch.as_tensor(tiny_image.processor(images=real, return_tensors="pt")["pixel_values"])
+    pixel_values = tiny_image.preprocessor.pixel_values(batch)
+    torch.testing.assert_close(pixel_values[[0, 2, 3]], own, rtol=0, atol=1e-6)
+    assert torch.all(pixel_values[1] == 0)  # a missing image is zeros after normalisation, as before
+    torch.testing.assert_close(tiny_image.prepare(images)["pixel_values"], pixel_values, rtol=0, atol=0)
+
+
+def test_forward_takes_uint8_pixels_or_float_pixel_values_alike(tiny_image, images):
+    tiny_image.eval()
+    with torch.inference_mode():
+        from_pixels = tiny_image(tiny_image.preprocessor([images[0], None, images[1]]), num_layers=2)
+        from_values = tiny_image(tiny_image.prepare([images[0], None, images[1]]), num_layers=2)
+    torch.testing.assert_close(from_pixels.tokens, from_values.tokens, rtol=0, atol=0)
+    assert torch.equal(from_pixels.mask, from_values.mask)
+    assert not from_pixels.tokens[1].any()
+
+
+def test_a_processor_that_does_not_end_in_rescale_and_normalise_keeps_float_pixel_values():
+    from fluid.encoders.image import ImagePreprocessor
+
+    class Squash:
+        """Resizes in float (values stop being whole numbers): deferring would change the pixels."""
+
+        do_rescale, rescale_factor, do_normalize, image_mean, image_std = True, 1 / 255, False, None, None
+
+        def __call__(self, images, return_tensors="pt", do_rescale=True, do_normalize=True):
+            pixels = torch.stack([torch.as_tensor(list(im.resize((8, 8)).getdata()), dtype=torch.float32)
+                                  .T.reshape(3, 8, 8) for im in images])
+            return {"pixel_values": pixels.sqrt() if do_rescale else pixels.sqrt() + 0.5}
+
+    pre = ImagePreprocessor(Squash())
+    assert not pre.deferred
+    batch = pre([_noisy((20, 20), 3), None])
+    assert set(batch) == {"pixel_values", "present"} and batch["pixel_values"].dtype == torch.float32
+    assert pre.pixel_values(batch) is batch["pixel_values"]
+    with pytest.raises(ValueError, match="does not defer"):
+        pre.pixel_values({"pixels": torch.zeros(1, 3, 8, 8, dtype=torch.uint8), "present": torch.ones(1).bool()})
+
+
+def test_the_efficientnet_style_transform_is_not_deferred_and_a_vit_processor_is():
+    from fluid.encoders.image import ImagePreprocessor
+    from fluid.encoders.presets import make_vit_processor
+
+    class NoSwitches:
+        def __call__(self, images, return_tensors="pt"):
+            return {"pixel_values": torch.zeros(len(images), 3, 4, 4)}
+
+    assert not ImagePreprocessor(NoSwitches()).deferred
+    vit = ImagePreprocessor(make_vit_processor(224))
+    assert vit.deferred and vit.normalisation == (1 / 255, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
