@@ -30,6 +30,7 @@ from types import SimpleNamespace
 
 import torch
 
+from fluid._io import write_json_atomic
 from fluid.bench.suite import _build_network
 from fluid.bench.workload import DEFAULTS, SIZES, product_texts
 from fluid.data import read_glami
@@ -166,10 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['items_per_s']['total']:>10.1f} | {row['ratio_to_first']['total']:>7.2f} | {mib:>11.2f} | "
                   f"{row['same_bytes_as_first']}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=1), encoding="utf-8")
-        os.replace(tmp, args.json)
+        write_json_atomic(args.json, report, indent=1)
         print(f"\nwrote {args.json}")
     return 0 if all(row["same_bytes_as_first"] for r in report["runs"] for row in r["results"]) else 1
 

@@ -25,7 +25,6 @@ preprocessing + tokenise, ms): the most one DataLoader worker can feed an encode
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from fluid._io import write_json_atomic
 from fluid.bench.workload import SIZES, product_texts
 from fluid.data import read_glami
 from fluid.data.images import load_image
@@ -146,10 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  items/s per CPU core: {r['items_per_s_per_cpu_core']}")
         print(f"  max |normalised - processor|: {r['max_abs_diff_to_processor']:.3g}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=1), encoding="utf-8")
-        os.replace(tmp, args.json)
+        write_json_atomic(args.json, report, indent=1)
         print(f"\nwrote {args.json}")
     return 0
 
