@@ -297,14 +297,51 @@ def _table_columns(path: Path, fmt: str, compressed: bool, encoding: str | None)
             lambda e: list(pd.read_csv(path, sep=sep, nrows=0, encoding=e).columns), path, encoding, compressed
         )
         return cols, enc
-    return [], None  # JSON: read whole, checked afterwards
+    return [], None  # JSON: the columns come with the records
 
 
-def _read_json(path: Path, fmt: str, enc: str) -> pd.DataFrame:
-    kw = dict(dtype=False, convert_dates=False, encoding=enc)
-    if fmt == "json" and _first_char(path) == "[":  # a JSON array of records; otherwise JSON lines
-        return pd.read_json(path, orient="records", **kw)
-    return pd.read_json(path, lines=True, **kw)
+def _is_json_array(path: Path, fmt: str) -> bool:
+    """A ``.json`` file holding one array of records (parsed whole); any other JSON file is JSON lines."""
+    return fmt == "json" and _first_char(path) == "["
+
+
+def _json_lines(path: Path, encoding: str | None, **kw):
+    """pandas' JSON-lines reader with cells kept as parsed (``dtype=False``: no type or date conversion)."""
+    return pd.read_json(path, lines=True, dtype=False, encoding=encoding, **kw)
+
+
+class _NewColumns(Exception):
+    """A JSON-lines chunk named a column that may change which columns are read (e.g. ``language`` first
+    appearing after the first chunk): the file is read again knowing it."""
+
+    def __init__(self, columns: list[str]) -> None:
+        super().__init__(columns)
+        self.columns = columns
+
+
+def _json_lines_chunks(path: Path, encoding: str | None, known: list[str], candidates: frozenset[str],
+                       cols: dict[str, Any], image_root: str, check_images: bool) -> Iterator[Chunk]:
+    """A JSON-lines file's wanted columns, :data:`CHUNK_ROWS` records at a time, converted; raises
+    :class:`_NewColumns` when a chunk names a column in ``candidates`` that ``known`` lacks. A record without a
+    key reads as an empty cell, as in a whole-file read."""
+    use = _unique(cols)
+    with _json_lines(path, encoding, chunksize=CHUNK_ROWS) as reader:
+        for chunk in reader:
+            new = [c for c in chunk.columns if c in candidates and c not in known]
+            if new:
+                raise _NewColumns([*known, *new])
+            yield _convert(chunk.reindex(columns=use), cols, image_root, check_images, allow_zip=False)
+
+
+def _json_columns_beyond(path: Path, encoding: str | None, known: list[str], candidates: frozenset[str],
+                         skip: int) -> list[str]:
+    """The ``candidates`` columns that records after the first ``skip`` name and ``known`` lacks."""
+    found: list[str] = []
+    with _json_lines(path, encoding, chunksize=CHUNK_ROWS) as reader:
+        for k, chunk in enumerate(reader):
+            if k * CHUNK_ROWS >= skip:
+                found += [c for c in chunk.columns if c in candidates and c not in known and c not in found]
+    return found
 
 
 def _first_char(path: Path) -> str:
@@ -351,8 +388,9 @@ def read_table(
         require_label: count rows without label as ``label-missing`` and drop them.
         check_images: check that image files exist now (one ``stat`` per row).
         memory_map_rows: from this many rows on (``None``: never), the text, id and image-path columns go into
-            memory-mapped temporary files as they are read (:mod:`fluid.data.store`). CSV, TSV and Parquet are
-            read :data:`~fluid.data._canonical.CHUNK_ROWS` rows at a time; JSON is parsed whole first.
+            memory-mapped temporary files as they are read (:mod:`fluid.data.store`). CSV, TSV, Parquet and JSON
+            lines are read :data:`~fluid.data._canonical.CHUNK_ROWS` rows at a time; a JSON array is parsed
+            whole first.
         workers: > 0 parses and converts CSV / TSV / Parquet chunks in a DataLoader worker process
             (:func:`~fluid.data.stream.parsed_chunks`); the image existence checks then run there too.
 
@@ -410,19 +448,43 @@ class _parse_errors:
 def _parse_table(path: Path, fmt: str, compressed: bool, source: str, *, text_cols, image_col, label_col, id_col,
                  language_col, label_source_col, encoding, require_label, image_root: str, check_images: bool,
                  memory_map_rows: int | None, workers: int) -> tuple[Gathered, dict[str, Any]]:
-    """The wanted columns of a table file, parsed as strings :data:`CHUNK_ROWS` rows at a time (JSON: whole),
-    converted (in a DataLoader worker when ``workers`` > 0) and gathered; and the resolved column options."""
+    """The wanted columns of a table file, parsed as strings :data:`CHUNK_ROWS` rows at a time (a JSON array:
+    whole), converted (CSV / TSV / Parquet: in a DataLoader worker when ``workers`` > 0) and gathered; and the
+    resolved column options."""
     def wanted(present: Sequence[Any]) -> dict[str, Any]:
         return _wanted_columns(present, text_cols=text_cols, image_col=image_col, label_col=label_col,
                                id_col=id_col, language_col=language_col, label_source_col=label_source_col,
                                require_label=require_label, source=source)
 
-    present, enc = _table_columns(path, fmt, compressed, encoding)
-    if fmt in ("json", "jsonl"):
-        df, enc = _read_with_encoding(lambda e: _read_json(path, fmt, e), path, encoding, compressed)
+    if fmt in ("json", "jsonl") and _is_json_array(path, fmt):
+        df, _ = _read_with_encoding(
+            lambda e: pd.read_json(path, orient="records", dtype=False, encoding=e), path, encoding, compressed)
         cols = wanted(df.columns)
         chunk = _convert(df.reset_index(drop=True), cols, image_root, check_images, allow_zip=False)
         return _gather([chunk], cols, memory_map_rows), cols
+    if fmt in ("json", "jsonl"):
+        candidates = frozenset(c for c in [*text_cols, image_col, label_col, id_col, language_col, label_source_col,
+                                           ID, LANGUAGE, LABEL_SOURCE] if c is not None)
+
+        def read_lines(e: str | None) -> tuple[Gathered, dict[str, Any]]:
+            known = list(_json_lines(path, e, nrows=CHUNK_ROWS).columns)
+            while True:
+                try:
+                    cols = wanted(known)
+                except ColumnError:
+                    more = _json_columns_beyond(path, e, known, candidates, skip=CHUNK_ROWS)
+                    if not more:
+                        raise
+                    known = [*known, *more]
+                    continue
+                try:
+                    produce = _json_lines_chunks(path, e, known, candidates, cols, image_root, check_images)
+                    return _gather(produce, cols, memory_map_rows), cols
+                except _NewColumns as grown:
+                    known = grown.columns
+
+        return _read_with_encoding(read_lines, path, encoding, compressed)[0]
+    present, enc = _table_columns(path, fmt, compressed, encoding)
     cols = wanted(present)
 
     def read(e: str | None) -> Gathered:

@@ -294,3 +294,91 @@ def test_a_full_temporary_folder_says_where_and_what_to_do(tmp_path, temp_folder
     assert str(temp_folder) in str(error.value) and "memory_map_rows" in str(error.value)
     assert error.value.errno == errno.ENOSPC
     assert list(temp_folder.iterdir()) == []
+
+
+# ------------------------------------------------------------------ JSON lines, read in chunks
+def _small_chunks(monkeypatch, rows: int = 50):
+    import fluid.data._canonical as canonical
+    import fluid.data.readers as readers
+
+    monkeypatch.setattr(canonical, "CHUNK_ROWS", rows)
+    monkeypatch.setattr(readers, "CHUNK_ROWS", rows)
+
+
+def _json_pair(folder, records):
+    """The same records as JSON lines (read in chunks) and as one JSON array (parsed whole: the reference)."""
+    import json
+
+    lines, array = folder / "c.jsonl", folder / "c.json"
+    lines.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    array.write_text(json.dumps(records), encoding="utf-8")
+    return lines, array
+
+
+def _assert_same_catalogue(got, reference):
+    pd.testing.assert_frame_equal(got.frame, reference.frame, check_exact=True)
+    assert got.report.to_dict()["counts"] == reference.report.to_dict()["counts"]
+    assert got.report.to_dict()["examples"] == reference.report.to_dict()["examples"]
+
+
+def test_json_lines_are_read_in_chunks_like_a_whole_json_file(tmp_path, temp_folder, monkeypatch):
+    _small_chunks(monkeypatch)
+    for i in range(0, 230, 3):
+        (tmp_path / f"{i}.jpg").write_bytes(b"")
+    records = [{"id": f"p{i}", "text": f"shirt {i}" if i % 7 else "", "image": f"{i}.jpg",
+                "label": i % 4 if i % 11 else None, "price": i * 1.5} for i in range(230)]
+    for r in records[120:170]:
+        del r["image"]  # a whole chunk without the key
+    lines, array = _json_pair(tmp_path, records)
+    reference = read_table(array, memory_map_rows=None)
+    chunks = []
+    import fluid.data.readers as readers
+
+    real = readers._json_lines_chunks
+    monkeypatch.setattr(readers, "_json_lines_chunks", lambda *a, **k: (chunks.append(c) or c for c in real(*a, **k)))
+    for memory_map_rows in (None, 100):
+        chunks.clear()
+        got = read_table(lines, memory_map_rows=memory_map_rows)
+        assert len(chunks) == 5 and [c.rows for c in chunks] == [50, 50, 50, 50, 30]
+        assert is_memory_mapped(got.frame) == (memory_map_rows is not None)
+        _assert_same_catalogue(got, reference)
+    assert got.frame["label"].tolist()[:3] == [None, "1", "2"]  # 0 % 11 == 0: no label; ints read as "1"
+    assert got.report.to_dict()["counts"]["image-missing"] > 50
+    assert list(temp_folder.iterdir()) == []
+
+
+def test_a_json_lines_column_first_named_after_the_first_chunk_is_read(tmp_path, monkeypatch):
+    """``language`` first appears at record 130: the file is read again knowing it (a whole-file read sees it)."""
+    _small_chunks(monkeypatch)
+    records = [{"text": f"dress {i}", "label": "a" if i % 2 else "b"} for i in range(200)]
+    for r in records[130:]:
+        r["language"] = "cz"
+    lines, array = _json_pair(tmp_path, records)
+    got = read_table(lines, image_col=None)
+    _assert_same_catalogue(got, read_table(array, image_col=None))
+    assert got.frame["language"].tolist() == [None] * 130 + ["cz"] * 70
+
+
+def test_a_required_json_lines_column_absent_from_the_first_chunk_is_found_further_on(tmp_path, monkeypatch):
+    _small_chunks(monkeypatch)
+    records = [{"name": f"n{i}", "label": "x"} for i in range(120)] + [
+        {"name": f"n{i}", "text": f"coat {i}", "label": "y"} for i in range(120, 150)]
+    lines, array = _json_pair(tmp_path, records)
+    got = read_table(lines, image_col=None)
+    _assert_same_catalogue(got, read_table(array, image_col=None))
+    assert got.frame["text"].tolist() == [f"coat {i}" for i in range(120, 150)]  # the rest have no input at all
+    assert got.report.to_dict()["total_rows"] == 150 and got.report.to_dict()["dropped"] == {"no-modality": 120}
+    (tmp_path / "none.jsonl").write_text("".join('{"name": "n%d"}\n' % i for i in range(120)), encoding="utf-8")
+    with pytest.raises(ValueError, match="text"):
+        read_table(tmp_path / "none.jsonl", image_col=None)
+
+
+def test_a_json_lines_parse_error_in_a_later_chunk_names_the_file_and_leaves_no_file(tmp_path, temp_folder,
+                                                                                      monkeypatch):
+    _small_chunks(monkeypatch)
+    path = tmp_path / "broken.jsonl"
+    path.write_text("".join('{"text": "t%d", "label": "a"}\n' % i for i in range(160)) + '{"text": "oops\n',
+                    encoding="utf-8")
+    with pytest.raises(ValueError, match="broken.jsonl: cannot read it as JSONL"):
+        read_table(path, image_col=None, memory_map_rows=60)
+    assert list(temp_folder.iterdir()) == []
