@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
@@ -48,6 +49,7 @@ class ImagePreprocessor:
         self.normalisation: tuple[float, tuple[float, ...], tuple[float, ...]] | None = _deferred_normalisation(
             processor, full
         )
+        self.plain_resize: tuple[int, int, int] | None = _plain_resize(self) if self.deferred else None
         self._constants: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     @property
@@ -61,8 +63,9 @@ class ImagePreprocessor:
 
     def _resized(self, images: list[Image.Image]) -> Tensor:
         """B x C x H x W uint8: the processor with its rescale and normalisation switched off."""
-        pv = self._process(images, do_rescale=False, do_normalize=False)
-        return pv if pv.dtype == torch.uint8 else pv.round().clamp_(0, 255).to(torch.uint8)
+        if self.plain_resize is not None:
+            return _resize_with_pil(images, self.plain_resize)
+        return _deferred_resize(self, images)
 
     def __call__(self, items: Sequence[Image.Image | None]) -> dict[str, Tensor]:
         imgs = [_to_rgb(x) for x in items]
@@ -118,6 +121,41 @@ def _probe_image() -> Image.Image:
     g = torch.Generator().manual_seed(0)
     noise = torch.randint(0, 256, (37, 53, 3), generator=g, dtype=torch.uint8)
     return Image.fromarray(noise.numpy(), mode="RGB")
+
+
+def _resize_with_pil(images: list[Image.Image], plain: tuple[int, int, int]) -> Tensor:
+    """B x 3 x H x W uint8: each RGB image resized by PIL to ``plain = (width, height, resample)``."""
+    width, height, resample = plain
+    stacked = np.stack([np.asarray(im.resize((width, height), resample)) for im in images])
+    return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
+
+
+def _plain_resize(pre: "ImagePreprocessor") -> tuple[int, int, int] | None:
+    """``(width, height, resample)`` when all the processor does before its rescale is a PIL resize to a fixed
+    size (ViT-style: no crop, no padding), checked pixel for pixel on two probe images; else None. Calling PIL
+    directly skips the processor's per-image array conversions (docs/encoders.md, "Image preprocessing")."""
+    processor = pre.processor
+    size = getattr(processor, "size", None)  # a dict (transformers 4) or a SizeDict (5)
+    height, width = (size.get("height"), size.get("width")) if isinstance(size, dict) else (
+        getattr(size, "height", None), getattr(size, "width", None))
+    if (not getattr(processor, "do_resize", False) or getattr(processor, "do_center_crop", False)
+            or getattr(processor, "do_pad", False) or height is None or width is None
+            or getattr(processor, "resample", None) is None):
+        return None
+    try:
+        plain = (int(width), int(height), int(processor.resample))
+        probes = [_probe_image(), _probe_image().transpose(Image.Transpose.TRANSPOSE).resize((301, 97))]
+        for probe in probes:
+            if not torch.equal(_resize_with_pil([probe], plain), _deferred_resize(pre, [probe])):
+                return None
+    except (TypeError, ValueError):
+        return None
+    return plain
+
+
+def _deferred_resize(pre: "ImagePreprocessor", images: list[Image.Image]) -> Tensor:
+    pv = pre._process(images, do_rescale=False, do_normalize=False)
+    return pv if pv.dtype == torch.uint8 else pv.round().clamp_(0, 255).to(torch.uint8)
 
 
 def _deferred_normalisation(processor, full: Tensor) -> tuple[float, tuple[float, ...], tuple[float, ...]] | None:

@@ -110,3 +110,29 @@ def test_the_efficientnet_style_transform_is_not_deferred_and_a_vit_processor_is
     assert not ImagePreprocessor(NoSwitches()).deferred
     vit = ImagePreprocessor(make_vit_processor(224))
     assert vit.deferred and vit.normalisation == (1 / 255, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+def test_a_fixed_size_resize_calls_pil_directly_and_gives_the_processors_pixels(tiny_image):
+    """ViT-style processors (resize to H x W, nothing else before the rescale) skip the processor's per-image
+    conversions; the uint8 pixels are the processor's own, bit for bit, for any aspect ratio."""
+    from fluid.encoders.image import _deferred_resize
+
+    pre = tiny_image.preprocessor
+    assert pre.plain_resize == (64, 64, int(tiny_image.processor.resample))
+    images = [_noisy(size, seed) for seed, size in enumerate([(96, 128), (228, 298), (7, 300), (640, 33), (64, 64)])]
+    assert torch.equal(pre(images)["pixels"], _deferred_resize(pre, images))
+
+
+def test_a_cropping_processor_is_deferred_without_the_plain_resize():
+    transformers = pytest.importorskip("transformers")
+    clip = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+    from fluid.encoders.image import ImagePreprocessor
+
+    processor = clip(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32})
+    pre = ImagePreprocessor(processor)
+    assert pre.deferred and pre.plain_resize is None and pre.pixel_shape == (3, 32, 32)
+    images = [_noisy((90, 50), 4), None, _noisy((33, 77), 5)]
+    own = torch.as_tensor(processor(images=[images[0], images[2]], return_tensors="pt")["pixel_values"])
+    values = pre.pixel_values(pre(images))
+    torch.testing.assert_close(values[[0, 2]], own, rtol=0, atol=1e-6)
+    assert not values[1].any()
