@@ -136,3 +136,16 @@ def test_a_cropping_processor_is_deferred_without_the_plain_resize():
     values = pre.pixel_values(pre(images))
     torch.testing.assert_close(values[[0, 2]], own, rtol=0, atol=1e-6)
     assert not values[1].any()
+
+
+@pytest.mark.parametrize("ask_host", [True, False])
+def test_missing_images_are_zeroed_with_or_without_asking_the_host(ask_host):
+    from fluid.encoders.image import _zero_missing
+
+    values = torch.randn(4, 3, 5, 5)
+    expected = values.clone()
+    expected[[1, 3]] = 0
+    present = torch.tensor([True, False, True, False])
+    torch.testing.assert_close(_zero_missing(values.clone(), present, ask_host=ask_host), expected, rtol=0, atol=0)
+    full = torch.ones(4, dtype=torch.bool)
+    torch.testing.assert_close(_zero_missing(values.clone(), full, ask_host=ask_host), values, rtol=0, atol=0)
