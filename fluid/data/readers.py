@@ -286,18 +286,15 @@ def normalize_frame(
 
 
 def _table_columns(path: Path, fmt: str, compressed: bool, encoding: str | None) -> tuple[list[str], str | None]:
-    """Column names of a table file (cheap: header / schema only where the format allows)."""
+    """Column names of a CSV / TSV / Parquet file (its header or schema only) and the CSV's encoding."""
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
         return list(pq.read_schema(path).names), None
-    if fmt in ("csv", "tsv"):
-        sep = "," if fmt == "csv" else "\t"
-        cols, enc = _read_with_encoding(
-            lambda e: list(pd.read_csv(path, sep=sep, nrows=0, encoding=e).columns), path, encoding, compressed
-        )
-        return cols, enc
-    return [], None  # JSON: the columns come with the records
+    sep = "," if fmt == "csv" else "\t"
+    return _read_with_encoding(
+        lambda e: list(pd.read_csv(path, sep=sep, nrows=0, encoding=e).columns), path, encoding, compressed
+    )
 
 
 def _is_json_array(path: Path, fmt: str) -> bool:
@@ -327,21 +324,25 @@ def _json_lines_chunks(path: Path, encoding: str | None, known: list[str], candi
     use = _unique(cols)
     with _json_lines(path, encoding, chunksize=CHUNK_ROWS) as reader:
         for chunk in reader:
-            new = [c for c in chunk.columns if c in candidates and c not in known]
+            new = _unread(chunk.columns, known, candidates)
             if new:
                 raise _NewColumns([*known, *new])
             yield _convert(chunk.reindex(columns=use), cols, image_root, check_images, allow_zip=False)
 
 
-def _json_columns_beyond(path: Path, encoding: str | None, known: list[str], candidates: frozenset[str],
-                         skip: int) -> list[str]:
-    """The ``candidates`` columns that records after the first ``skip`` name and ``known`` lacks."""
+def _json_columns_beyond(path: Path, encoding: str | None, known: list[str], candidates: frozenset[str]
+                         ) -> list[str]:
+    """The ``candidates`` columns that some record of the file names and ``known`` lacks."""
     found: list[str] = []
     with _json_lines(path, encoding, chunksize=CHUNK_ROWS) as reader:
-        for k, chunk in enumerate(reader):
-            if k * CHUNK_ROWS >= skip:
-                found += [c for c in chunk.columns if c in candidates and c not in known and c not in found]
+        for chunk in reader:
+            found += _unread(chunk.columns, [*known, *found], candidates)
     return found
+
+
+def _unread(columns: Iterable[Any], known: Sequence[str], candidates: frozenset[str]) -> list[str]:
+    """The ``columns`` that are ``candidates`` (could be read) and not ``known`` yet."""
+    return [c for c in columns if c in candidates and c not in known]
 
 
 def _first_char(path: Path) -> str:
@@ -456,7 +457,7 @@ def _parse_table(path: Path, fmt: str, compressed: bool, source: str, *, text_co
                                id_col=id_col, language_col=language_col, label_source_col=label_source_col,
                                require_label=require_label, source=source)
 
-    if fmt in ("json", "jsonl") and _is_json_array(path, fmt):
+    if _is_json_array(path, fmt):
         df, _ = _read_with_encoding(
             lambda e: pd.read_json(path, orient="records", dtype=False, encoding=e), path, encoding, compressed)
         cols = wanted(df.columns)
@@ -472,7 +473,7 @@ def _parse_table(path: Path, fmt: str, compressed: bool, source: str, *, text_co
                 try:
                     cols = wanted(known)
                 except ColumnError:
-                    more = _json_columns_beyond(path, e, known, candidates, skip=CHUNK_ROWS)
+                    more = _json_columns_beyond(path, e, known, candidates)
                     if not more:
                         raise
                     known = [*known, *more]
