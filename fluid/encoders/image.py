@@ -44,12 +44,17 @@ class ImagePreprocessor:
 
     def __init__(self, processor) -> None:
         self.processor = processor
-        full = self._process([_probe_image()])
+        probe = _probe_image()
+        full = self._process([probe])
         self.pixel_shape: tuple[int, ...] = tuple(full.shape[1:])
+        try:
+            raw = self._process([probe], do_rescale=False, do_normalize=False)
+        except (TypeError, ValueError):  # a processor without these switches
+            raw = None
         self.normalisation: tuple[float, tuple[float, ...], tuple[float, ...]] | None = _deferred_normalisation(
-            processor, full
+            processor, full, raw
         )
-        self.plain_resize: tuple[int, int, int] | None = _plain_resize(self) if self.deferred else None
+        self.plain_resize: tuple[int, int, int] | None = _plain_resize(self, probe) if self.deferred else None
         self._constants: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     @property
@@ -65,7 +70,11 @@ class ImagePreprocessor:
         """B x C x H x W uint8: the processor with its rescale and normalisation switched off."""
         if self.plain_resize is not None:
             return _resize_with_pil(images, self.plain_resize)
-        return _deferred_resize(self, images)
+        return self._resized_by_processor(images)
+
+    def _resized_by_processor(self, images: list[Image.Image]) -> Tensor:
+        pv = self._process(images, do_rescale=False, do_normalize=False)
+        return pv if pv.dtype == torch.uint8 else pv.round().clamp_(0, 255).to(torch.uint8)
 
     def __call__(self, items: Sequence[Image.Image | None]) -> dict[str, Tensor]:
         imgs = [_to_rgb(x) for x in items]
@@ -138,10 +147,11 @@ def _resize_with_pil(images: list[Image.Image], plain: tuple[int, int, int]) -> 
     return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
 
 
-def _plain_resize(pre: "ImagePreprocessor") -> tuple[int, int, int] | None:
+def _plain_resize(pre: "ImagePreprocessor", probe: Image.Image) -> tuple[int, int, int] | None:
     """``(width, height, resample)`` when all the processor does before its rescale is a PIL resize to a fixed
-    size (ViT-style: no crop, no padding), checked pixel for pixel on two probe images; else None. Calling PIL
-    directly skips the processor's per-image array conversions (docs/encoders.md, "Image preprocessing")."""
+    size (ViT-style: no crop, no padding), checked pixel for pixel on ``probe`` and a second image of another
+    aspect ratio; else None. Calling PIL directly skips the processor's per-image array conversions
+    (docs/encoders.md, "Image preprocessing")."""
     processor = pre.processor
     size = getattr(processor, "size", None)  # a dict (transformers 4) or a SizeDict (5)
     height, width = (size.get("height"), size.get("width")) if isinstance(size, dict) else (
@@ -152,25 +162,21 @@ def _plain_resize(pre: "ImagePreprocessor") -> tuple[int, int, int] | None:
         return None
     try:
         plain = (int(width), int(height), int(processor.resample))
-        probes = [_probe_image(), _probe_image().transpose(Image.Transpose.TRANSPOSE).resize((301, 97))]
-        for probe in probes:
-            if not torch.equal(_resize_with_pil([probe], plain), _deferred_resize(pre, [probe])):
+        for image in (probe, probe.transpose(Image.Transpose.TRANSPOSE).resize((301, 97))):
+            if not torch.equal(_resize_with_pil([image], plain), pre._resized_by_processor([image])):
                 return None
     except (TypeError, ValueError):
         return None
     return plain
 
 
-def _deferred_resize(pre: "ImagePreprocessor", images: list[Image.Image]) -> Tensor:
-    pv = pre._process(images, do_rescale=False, do_normalize=False)
-    return pv if pv.dtype == torch.uint8 else pv.round().clamp_(0, 255).to(torch.uint8)
-
-
-def _deferred_normalisation(processor, full: Tensor) -> tuple[float, tuple[float, ...], tuple[float, ...]] | None:
-    """``(rescale factor, mean, std)`` when ``processor``'s rescale and normalisation can run after it (checked
-    against its own output ``full`` for :func:`_probe_image`), else None."""
+def _deferred_normalisation(processor, full: Tensor, raw: Tensor | None
+                            ) -> tuple[float, tuple[float, ...], tuple[float, ...]] | None:
+    """``(rescale factor, mean, std)`` when ``processor``'s rescale and normalisation can run after it, else None.
+    Checked on a probe image: ``full`` is the processor's output for it, ``raw`` its output with
+    ``do_rescale=False, do_normalize=False`` (None: the processor has no such switches)."""
     needed = ("do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std")
-    if not all(hasattr(processor, name) for name in needed):
+    if raw is None or not all(hasattr(processor, name) for name in needed):
         return None
     channels = int(full.shape[1])
     scale = float(processor.rescale_factor) if processor.do_rescale else 1.0
@@ -179,11 +185,6 @@ def _deferred_normalisation(processor, full: Tensor) -> tuple[float, tuple[float
     mean = tuple(float(m) for m in mean) if isinstance(mean, (list, tuple)) else (float(mean),) * channels
     std = tuple(float(s) for s in std) if isinstance(std, (list, tuple)) else (float(std),) * channels
     if len(mean) != channels or len(std) != channels:
-        return None
-    try:
-        raw = torch.as_tensor(processor(images=[_probe_image()], return_tensors="pt", do_rescale=False,
-                                        do_normalize=False)["pixel_values"])
-    except (TypeError, ValueError):
         return None
     if raw.shape != full.shape:
         return None

@@ -115,12 +115,10 @@ def test_the_efficientnet_style_transform_is_not_deferred_and_a_vit_processor_is
 def test_a_fixed_size_resize_calls_pil_directly_and_gives_the_processors_pixels(tiny_image):
     """ViT-style processors (resize to H x W, nothing else before the rescale) skip the processor's per-image
     conversions; the uint8 pixels are the processor's own, bit for bit, for any aspect ratio."""
-    from fluid.encoders.image import _deferred_resize
-
     pre = tiny_image.preprocessor
     assert pre.plain_resize == (64, 64, int(tiny_image.processor.resample))
     images = [_noisy(size, seed) for seed, size in enumerate([(96, 128), (228, 298), (7, 300), (640, 33), (64, 64)])]
-    assert torch.equal(pre(images)["pixels"], _deferred_resize(pre, images))
+    assert torch.equal(pre(images)["pixels"], pre._resized_by_processor(images))
 
 
 def test_a_cropping_processor_is_deferred_without_the_plain_resize():
