@@ -447,7 +447,7 @@ class Classifier:
         with Progress(transient=True, disable=not progress) as bar:
             task = bar.add_task("scoring", total=len(frame))
             for batch in loader:
-                output = self.network(batch)
+                output = self.network(batch, aux_losses=False)
                 probas.append(torch.softmax(output.logits.float(), dim=-1).numpy())
                 labels.append(batch["label"].numpy())
                 if want_embedding:

@@ -95,9 +95,10 @@ def _autocast(setup: Setup, device: torch.device):
 
 def _forward(network, batch, compiled_head=None):
     if compiled_head is None:
-        return network(batch)
+        return network(batch, aux_losses=network.training)
     image_tokens, image_mask, text_tokens, text_mask = network.encode(batch)
-    return compiled_head(image_tokens, text_tokens, image_mask=image_mask, text_mask=text_mask)
+    return compiled_head(image_tokens, text_tokens, image_mask=image_mask, text_mask=text_mask,
+                         aux_losses=network.training)
 
 
 # ------------------------------------------------------------------------------------------------ sections
@@ -256,7 +257,8 @@ def head_share_section(data: _Data, device: torch.device, plan: Plan, log: Calla
                 image_tokens, image_mask, text_tokens, text_mask = network.encode(batch)
             timer_h: list[float] = []
             with timed(device, timer_h):
-                network.head(image_tokens, text_tokens, image_mask=image_mask, text_mask=text_mask)
+                network.head(image_tokens, text_tokens, image_mask=image_mask, text_mask=text_mask,
+                             aux_losses=False)
             if k:  # the first round warms up
                 encode_s += timer_e
                 head_s += timer_h
@@ -312,7 +314,7 @@ def _accuracy(network, data: _Data, device: torch.device) -> float:
     for batch in loader:
         batch = move_data_to_device(batch, device)
         known = batch["label"] >= 0
-        predicted = network(batch).logits.argmax(-1)
+        predicted = network(batch, aux_losses=False).logits.argmax(-1)
         correct += int((predicted[known] == batch["label"][known]).sum())
         total += int(known.sum())
     return correct / max(total, 1)

@@ -16,8 +16,9 @@ Batch (and the token/sequence lengths) are dynamic axes.
 The graph is captured with the ``torch.export``-based (dynamo) exporter; if that fails, the TorchScript
 exporter (``dynamo=False``) is tried. Either way the file is only written when onnxruntime reproduces the
 PyTorch outputs on the export batch and on two batches of other sizes and lengths. Training-only auxiliary
-losses (FLUID's contrastive loss, MoLT's soft-CCA loss) are switched off in the exported copy: they do not change
-the logits, and their data-dependent shapes (``x[present]``, ``if n < 2``) cannot be captured. onnxruntime has
+losses (FLUID's contrastive loss, MoLT's soft-CCA loss) are not computed in the graph (``aux_losses=False``, as
+prediction runs the head): they do not change the logits, and their data-dependent shapes (``x[present]``,
+``if n < 2``) cannot be captured. onnxruntime has
 no bool ``Where`` kernel, so such nodes are rewritten to compute on uint8.
 
 :func:`export_head` exports a bare head from :func:`fluid.model.build_head` the same way (no classifier).
@@ -95,7 +96,7 @@ class _HeadGraph(_Graph):
     def forward(self, *tensors: Tensor):
         named = dict(zip(self.input_names, tensors))
         output = self.head(self._tokens(named.get("image_tokens")), self._tokens(named.get("text_tokens")),
-                           image_mask=named.get("image_mask"), text_mask=named.get("text_mask"))
+                           image_mask=named.get("image_mask"), text_mask=named.get("text_mask"), aux_losses=False)
         return self._outputs(output)
 
 
@@ -123,23 +124,7 @@ class _FullGraph(_Graph):
         return batch
 
     def forward(self, *tensors: Tensor):
-        return self._outputs(self.network(self.batch(*tensors)))
-
-
-@contextlib.contextmanager
-def _without_aux_losses(head: nn.Module) -> Iterator[nn.Module]:
-    """An eval-mode copy of ``head`` that skips its training-only auxiliary losses (see the module docstring)."""
-    inference = copy.deepcopy(head).eval()
-    if getattr(inference, "contrastive", None) is not None:  # the FLUID family
-        inference.contrastive = None
-    from fluid.model.heads import molt
-
-    original = molt.soft_cca_loss
-    molt.soft_cca_loss = lambda x, y, *args, **kwargs: x.new_zeros(())  # MoLT's soft-CCA term
-    try:
-        yield inference
-    finally:
-        molt.soft_cca_loss = original
+        return self._outputs(self.network(self.batch(*tensors), aux_losses=False))
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -296,7 +281,8 @@ def export_onnx(classifier, out: str | os.PathLike, *, part: str = "head", opset
     out.parent.mkdir(parents=True, exist_ok=True)
     uses_image, uses_text = head_modalities(network.head.name)
 
-    with atomic_path(out) as tmp, _without_aux_losses(network.head) as head:
+    head = network.head
+    with atomic_path(out) as tmp:
         if part == "head":
             image_length = network.image_encoder.num_tokens if network.image_encoder is not None else 8
             graph, example, checks = _head_graph(head, uses_image, uses_text, network.encoder_layers, image_length)
@@ -311,7 +297,7 @@ def export_onnx(classifier, out: str | os.PathLike, *, part: str = "head", opset
             probe_graph = _FullGraph(inference, text_keys=text_keys, with_gate=False)
             example = _full_inputs(probe_graph, inference, _EXAMPLE_TEXTS[:3], _EXAMPLE_COLOURS[:3])
             with torch.no_grad():
-                has_gate = inference(probe_graph.batch(*example)).gate is not None
+                has_gate = inference(probe_graph.batch(*example), aux_losses=False).gate is not None
             graph = _FullGraph(inference, text_keys=text_keys, with_gate=has_gate)
             checks = [_full_inputs(graph, inference, _EXAMPLE_TEXTS[::-1], _EXAMPLE_COLOURS),
                       _full_inputs(graph, inference, ["green"], [(30, 200, 30)])]
@@ -334,7 +320,8 @@ def export_head(head: nn.Module, out: str | os.PathLike, *, image_length: int = 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     uses_image, uses_text = head_modalities(head.name)
-    with atomic_path(out) as tmp, _without_aux_losses(head) as inference:
+    inference = copy.deepcopy(head).eval()  # the caller's head keeps its mode
+    with atomic_path(out) as tmp:
         graph, example, checks = _head_graph(inference, uses_image, uses_text, encoder_layers, image_length)
         result = _export_verified(graph, example, checks, tmp, part="head", opset=opset, atol=atol,
                                   exporter=exporter, what=repr(head.name))
@@ -345,7 +332,7 @@ def _head_graph(head: nn.Module, uses_image: bool, uses_text: bool, layers: int,
     """The head graph (with a ``gate`` output when the head has one), its export batch and two check batches."""
     probe = _HeadGraph(head, uses_image=uses_image, uses_text=uses_text, layers=layers, with_gate=False)
     with torch.no_grad():
-        has_gate = probe.head(*_probe_call(probe, head, image_length)).gate is not None
+        has_gate = probe.head(*_probe_call(probe, head, image_length), aux_losses=False).gate is not None
     graph = _HeadGraph(head, uses_image=uses_image, uses_text=uses_text, layers=layers, with_gate=has_gate)
     example = _head_inputs(graph, head, 3, image_length, 7, seed=0)
     checks = [_head_inputs(graph, head, 5, image_length, 11, seed=1),

@@ -134,7 +134,7 @@ class MultiHeadAttention(nn.Module):
         if q.shape[0] != k.shape[0]:  # queries shared by the batch (fused kernels want real strides)
             q = q.expand(k.shape[0], -1, -1, -1).contiguous()
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]
-        with varying_length_attention(q.device):
+        with varying_length_attention(q.device, q.dtype):
             return F.scaled_dot_product_attention(
                 q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
             )

@@ -1,4 +1,4 @@
-"""A two-layer MLP classifier (the unit used by experts, the no-MoE head and the baselines)."""
+"""A two-layer MLP classifier (the no-MoE head and the baselines; the MoE experts compute the same in `moe.Experts`)."""
 
 from __future__ import annotations
 

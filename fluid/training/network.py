@@ -134,6 +134,8 @@ class MultimodalNetwork(nn.Module):
         drop_text = has_both & (draw >= self.modality_dropout / 2) & (draw < self.modality_dropout)
         return image_mask & ~drop_image[:, None], text_mask & ~drop_text[:, None]
 
-    def forward(self, batch: dict):
+    def forward(self, batch: dict, *, aux_losses: bool = True):
+        """Encoders then head; ``aux_losses=False`` (inference) skips the head's training-only losses."""
         image_tokens, image_mask, text_tokens, text_mask = self.encode(batch)
-        return self.head(image_tokens, text_tokens, image_mask=image_mask, text_mask=text_mask)
+        return self.head(image_tokens, text_tokens, image_mask=image_mask, text_mask=text_mask,
+                         aux_losses=aux_losses)

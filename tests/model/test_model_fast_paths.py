@@ -7,11 +7,12 @@ import math
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from fluid.model import build_head
 from fluid.model.attention import MultiHeadAttention
 from fluid.model.missing import MissingModalityToken
-from fluid.model.moe import MixtureOfExperts
+from fluid.model.moe import Experts, MixtureOfExperts
 from fluid.model.qtransform import QTransform
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
@@ -216,20 +217,62 @@ def test_grouped_sparse_dispatch_matches_the_per_expert_loop_and_dense(top_k):
             torch.testing.assert_close(results["grouped"][2][param], grad, **TOL, msg=param)
 
 
-def test_unrouted_experts_run_only_under_autograd():
+class _CountTorchCalls(TorchFunctionMode):
+    """Counts the torch functions and tensor methods called inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.calls += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_dense_dispatch_runs_every_expert_in_the_same_few_operators_whatever_their_number():
+    x = torch.randn(3, 8, generator=torch.Generator().manual_seed(4))
+    calls = {}
+    for num_experts in (4, 16):
+        torch.manual_seed(0)
+        moe = MixtureOfExperts(8, 16, 3, num_experts=num_experts, top_k=2, dispatch="dense").eval()
+        with torch.no_grad(), _CountTorchCalls() as counter:
+            moe(x)
+        calls[num_experts] = counter.calls
+        with torch.no_grad():  # and it is the gate-weighted sum of the chosen experts
+            out = moe(x)
+            manual = torch.stack([sum(out.weights[i, s] * moe.experts(x[i : i + 1], int(out.indices[i, s]))[0]
+                                      for s in range(2)) for i in range(3)])
+        torch.testing.assert_close(out.output, manual, **TOL)
+    assert calls[4] == calls[16] < 4 * 16  # calling each expert costs at least 4 operators per expert
+
+
+def test_dense_dispatch_applies_the_experts_dropout_in_training():
+    torch.manual_seed(0)
+    moe = MixtureOfExperts(8, 16, 3, num_experts=6, top_k=2, dropout=0.5, dispatch="dense")
+    x = torch.randn(10, 8, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        reference = moe.eval()(x).output
+        moe.train()
+        assert not torch.allclose(moe(x).output, reference)  # dropout 0.5 on the experts' hidden layer
+        moe.experts.dropout.p = 0.0
+        torch.testing.assert_close(moe(x).output, reference, **TOL)
+
+
+def test_unrouted_experts_do_not_run_and_still_get_zero_gradients(monkeypatch):
     moe = routed_moe(2, "sparse")
-    calls: list[int] = []
-    for e, expert in enumerate(moe.experts):
-        expert.register_forward_hook(lambda m, inp, out, e=e: calls.append(e))
+    ran: list[int] = []
+    original = Experts.apply_one
+    monkeypatch.setattr(Experts, "apply_one", lambda self, x, *w: ran.append(x.shape[0]) or original(self, x, *w))
     x = torch.randn(10, 8)
     out = moe(x)
-    assert sorted(calls) == list(range(6))  # DDP sees every expert used
+    routed = sorted(set(out.indices.flatten().tolist()))
+    assert len(ran) == len(routed) < 6  # only the routed experts run, under autograd too
     out.output.sum().backward()
-    assert all(p.grad is not None for p in moe.parameters())
-    calls.clear()
-    with torch.no_grad():
-        moe(x)
-    assert sorted(calls) == sorted(set(out.indices.flatten().tolist()))
+    assert all(p.grad is not None for p in moe.parameters())  # DDP sees every parameter used
+    unrouted = [e for e in range(6) if e not in routed]
+    for name in ("w1", "b1", "w2", "b2"):
+        grad = getattr(moe.experts, name).grad
+        assert grad[unrouted].abs().sum() == 0 and grad[routed].abs().sum() > 0, name
 
 
 # ------------------------------------------------------------------------------------------ missing token

@@ -57,6 +57,24 @@ def finite(out: HeadOutput) -> bool:
     return ok and all(bool(torch.isfinite(v).all()) for v in out.aux_losses.values())
 
 
+
+@pytest.mark.parametrize("name", HEADS)
+def test_without_aux_losses_every_other_output_is_the_same(name):
+    head = make(name).eval()
+    image, text, im, tm = batch()
+    tokens = inputs_for(head, image, text)
+    with torch.no_grad():
+        full = head(*tokens, im, tm)
+        inference = head(*tokens, im, tm, aux_losses=False)
+    assert inference.aux_losses == {}
+    if name in ("fluid", "molt"):
+        assert full.aux_losses  # the default computes them (validation loss, training)
+    for field in ("logits", "embedding", "gate", "expert_load", "routing"):
+        expected, got = getattr(full, field), getattr(inference, field)
+        assert (expected is None) == (got is None), field
+        if expected is not None:
+            torch.testing.assert_close(got, expected, rtol=0, atol=0, msg=field)
+
 @pytest.mark.parametrize("name", HEADS)
 def test_shapes_and_output_fields(name):
     head = make(name)

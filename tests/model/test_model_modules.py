@@ -10,7 +10,7 @@ from fluid.model.bottleneck import QBottleneck
 from fluid.model.gating import GatedFusion
 from fluid.model.mfb import MFBPooling
 from fluid.model.missing import MissingModalityToken, drop_modalities, first_valid_token, masked_mean
-from fluid.model.moe import MixtureOfExperts
+from fluid.model.moe import Experts, MixtureOfExperts
 from fluid.model.qtransform import QTransform
 
 
@@ -48,24 +48,53 @@ def test_attention_matches_manual_softmax():
     torch.testing.assert_close(attn(q, kv, mask), expected)
 
 
-def test_moe_routes_each_vector_to_exactly_k_experts():
+def test_moe_routes_each_vector_to_exactly_k_experts(monkeypatch):
     torch.manual_seed(0)
     moe = MixtureOfExperts(in_dim=8, hidden_dim=16, out_dim=3, num_experts=6, top_k=2)
     calls = []
-    for e, expert in enumerate(moe.experts):
-        expert.register_forward_hook(lambda m, inp, out, e=e: calls.append((e, inp[0].shape[0])))
+    original = Experts.apply_one
+    monkeypatch.setattr(Experts, "apply_one", lambda self, x, *w: calls.append(x.shape[0]) or original(self, x, *w))
     x = torch.randn(10, 8)
     out = moe(x)
     assert out.output.shape == (10, 3)
     assert out.indices.shape == (10, 2)
     assert all(len(set(row.tolist())) == 2 for row in out.indices)
-    assert sum(n for _, n in calls) == 10 * 2  # k expert evaluations per vector, no more
+    assert sum(calls) == 10 * 2  # k expert evaluations per vector, no more
     torch.testing.assert_close(out.weights.sum(-1), torch.ones(10))
     assert float(out.load.sum()) == pytest.approx(1.0)
     # the output is the gate-weighted sum of the chosen experts
     i = 3
-    manual = sum(out.weights[i, s] * moe.experts[int(out.indices[i, s])](x[i : i + 1])[0] for s in range(2))
+    manual = sum(out.weights[i, s] * moe.experts(x[i : i + 1], int(out.indices[i, s]))[0] for s in range(2))
     torch.testing.assert_close(out.output[i], manual)
+
+
+def test_experts_are_initialised_and_computed_as_a_pair_of_linear_layers_each():
+    torch.manual_seed(3)
+    experts = Experts(3, in_dim=5, hidden_dim=7, out_dim=2)
+    torch.manual_seed(3)
+    pairs = [(torch.nn.Linear(5, 7), torch.nn.Linear(7, 2)) for _ in range(3)]  # what one module per expert drew
+    x = torch.randn(4, 5)
+    for e, (first, second) in enumerate(pairs):
+        torch.testing.assert_close(experts.w1[e], first.weight, rtol=0, atol=0)
+        torch.testing.assert_close(experts.w2[e], second.weight.t(), rtol=0, atol=0)
+        torch.testing.assert_close(experts.b2[e], second.bias, rtol=0, atol=0)
+        torch.testing.assert_close(experts(x, e), second(torch.nn.functional.gelu(first(x))))
+
+
+def test_checkpoints_with_one_module_per_expert_load_into_the_stacked_layout():
+    torch.manual_seed(0)
+    trained = MixtureOfExperts(8, 16, 3, num_experts=4, top_k=2)
+    old_layout = {k: v for k, v in trained.state_dict().items() if not k.startswith("experts.")}
+    for e in range(4):
+        old_layout[f"experts.{e}.net.0.weight"] = trained.experts.w1[e].detach().clone()
+        old_layout[f"experts.{e}.net.0.bias"] = trained.experts.b1[e].detach().clone()
+        old_layout[f"experts.{e}.net.3.weight"] = trained.experts.w2[e].detach().t().clone()
+        old_layout[f"experts.{e}.net.3.bias"] = trained.experts.b2[e].detach().clone()
+    torch.manual_seed(1)
+    fresh = MixtureOfExperts(8, 16, 3, num_experts=4, top_k=2)
+    fresh.load_state_dict(old_layout)  # strict: every old key is consumed, every new one filled
+    x = torch.randn(5, 8)
+    torch.testing.assert_close(fresh(x).output, trained(x).output, rtol=0, atol=0)
 
 
 def test_moe_sparse_equals_dense_and_top1_keeps_router_gradient():

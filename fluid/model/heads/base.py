@@ -21,8 +21,10 @@ TokenInput = Tensor | Sequence[Tensor] | None
 class Head(nn.Module):
     """A classification head on encoder token sequences.
 
-    Subclasses implement ``forward(image_tokens, text_tokens, image_mask=None, text_mask=None) ->
-    HeadOutput``. The head knows nothing of training: :meth:`loss` only combines its outputs.
+    Subclasses implement ``forward(image_tokens, text_tokens, image_mask=None, text_mask=None, *,
+    aux_losses=True) -> HeadOutput``; ``aux_losses=False`` (inference: prediction, serving, export) skips the
+    training-only auxiliary losses and leaves ``HeadOutput.aux_losses`` empty, with every other output unchanged.
+    The head knows nothing of training: :meth:`loss` only combines its outputs.
 
     Args:
         num_classes (int): C.
@@ -109,6 +111,8 @@ class Head(nn.Module):
         text_tokens: TokenInput,
         image_mask: Tensor | None = None,
         text_mask: Tensor | None = None,
+        *,
+        aux_losses: bool = True,
     ) -> HeadOutput:
         raise NotImplementedError
 

@@ -35,7 +35,8 @@ class EarlyFusionHead(Head):
     def _pool(self, tokens: Tensor, mask: Tensor) -> Tensor:
         return first_valid_token(tokens, mask) if self.config.pooling == "cls" else masked_mean(tokens, mask)
 
-    def forward(self, image_tokens: TokenInput, text_tokens: TokenInput, image_mask: Tensor | None = None, text_mask: Tensor | None = None) -> HeadOutput:
+    def forward(self, image_tokens: TokenInput, text_tokens: TokenInput, image_mask: Tensor | None = None,
+                text_mask: Tensor | None = None, *, aux_losses: bool = True) -> HeadOutput:
         b = self._batch_size(image_tokens, text_tokens)
         image_mask, text_mask = self._masks(image_tokens, text_tokens, image_mask, text_mask)
         image, image_mask, _ = self.image_missing(image_tokens, image_mask, b)
@@ -72,7 +73,8 @@ class ImprovedAttentionHead(Head):
         self.embedding_dim = 2 * d
         self.mlp = MLP(2 * d, c.mlp_hidden_dim or d, num_classes, c.dropout)
 
-    def forward(self, image_tokens: TokenInput, text_tokens: TokenInput, image_mask: Tensor | None = None, text_mask: Tensor | None = None) -> HeadOutput:
+    def forward(self, image_tokens: TokenInput, text_tokens: TokenInput, image_mask: Tensor | None = None,
+                text_mask: Tensor | None = None, *, aux_losses: bool = True) -> HeadOutput:
         b = self._batch_size(image_tokens, text_tokens)
         image_mask, text_mask = self._masks(image_tokens, text_tokens, image_mask, text_mask)
         image, image_mask, _ = self.image_missing(image_tokens, image_mask, b)
@@ -151,7 +153,8 @@ class Blip2Head(Head):
         self.embedding_dim = d
         self.classifier = nn.Linear(d, num_classes)
 
-    def forward(self, image_tokens: TokenInput, text_tokens: TokenInput, image_mask: Tensor | None = None, text_mask: Tensor | None = None) -> HeadOutput:
+    def forward(self, image_tokens: TokenInput, text_tokens: TokenInput, image_mask: Tensor | None = None,
+                text_mask: Tensor | None = None, *, aux_losses: bool = True) -> HeadOutput:
         b = self._batch_size(image_tokens, text_tokens)
         image_mask, text_mask = self._masks(image_tokens, text_tokens, image_mask, text_mask)
         image, image_mask, _ = self.image_missing(image_tokens, image_mask, b)

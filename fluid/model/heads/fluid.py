@@ -45,10 +45,11 @@ class FluidHead(Head):
         text_tokens (Tensor | None): B x L_t x text_dim (T); None = text absent for the batch.
         image_mask, text_mask (Tensor | None): B x L bool, True = real token; a row all False = that
             sample's modality is absent (replaced by the learned missing-modality token).
+        aux_losses (bool): False = skip the auxiliary losses (inference); the other outputs are unchanged.
 
     Returns:
         HeadOutput: logits B x C; aux_losses "contrastive" (λ2·L_contrast), "moe_balance" (λ3·L_MoE) and,
-        if enabled, "router_z"; embedding B x (n·d) = flattened F' (n = num_bottleneck_queries, or 1 without
+        if enabled, "router_z" (empty with ``aux_losses=False``); embedding B x (n·d) = flattened F' (n = num_bottleneck_queries, or 1 without
         the bottleneck); gate B x l; expert_load E and routing B x E (None without the MoE).
     """
 
@@ -105,6 +106,8 @@ class FluidHead(Head):
         text_tokens: TokenInput,
         image_mask: Tensor | None = None,
         text_mask: Tensor | None = None,
+        *,
+        aux_losses: bool = True,
     ) -> HeadOutput:
         c: FluidConfig = self.config
         b = self._batch_size(image_tokens, text_tokens)
@@ -116,7 +119,7 @@ class FluidHead(Head):
         text_n = self.text_summary(text, text_mask)  # B x l x d (T_n)
 
         aux: dict[str, Tensor] = {}
-        if self.contrastive is not None:
+        if self.contrastive is not None and aux_losses:
             img_c, txt_c = image_n, text_n
             if not c.contrastive_trains_encoders and _requires_grad(image_tokens, text_tokens):
                 # A second, cheap Q-Transform pass on detached tokens: the loss shapes the head only.
@@ -144,8 +147,9 @@ class FluidHead(Head):
             else:
                 moe = self.moe(fused_prime.reshape(b * self.num_fused, -1))
                 logits = moe.output.view(b, self.num_fused, -1).mean(dim=1)
-            aux["moe_balance"] = c.moe_weight * load_balancing_loss(moe.balance_logits, c.top_k)
-            if c.router_z_loss_weight > 0:
+            if aux_losses:
+                aux["moe_balance"] = c.moe_weight * load_balancing_loss(moe.balance_logits, c.top_k)
+            if aux_losses and c.router_z_loss_weight > 0:
                 aux["router_z"] = c.router_z_loss_weight * router_z_loss(moe.router_logits)
             expert_load = moe.load
             routing = moe.routing.view(b, -1, moe.routing.shape[-1]).mean(dim=1)  # B x E

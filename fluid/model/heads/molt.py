@@ -39,7 +39,8 @@ class MoltHead(Head):
         image_mask, text_mask (Tensor | None): B x L bool, shared by all layers of a modality.
 
     Returns:
-        HeadOutput: logits B x C; aux_losses {"cca": β·L_CCA}; embedding B x (k·d_c + image_dim + text_dim).
+        HeadOutput: logits B x C; aux_losses {"cca": β·L_CCA} (empty with ``aux_losses=False``); embedding
+        B x (k·d_c + image_dim + text_dim).
     """
 
     config_class = MoltConfig
@@ -75,7 +76,8 @@ class MoltHead(Head):
             )
         return layers[-k:]
 
-    def forward(self, image_tokens: TokenInput, text_tokens: TokenInput, image_mask: Tensor | None = None, text_mask: Tensor | None = None) -> HeadOutput:
+    def forward(self, image_tokens: TokenInput, text_tokens: TokenInput, image_mask: Tensor | None = None,
+                text_mask: Tensor | None = None, *, aux_losses: bool = True) -> HeadOutput:
         c: MoltConfig = self.config
         b = self._batch_size(image_tokens, text_tokens)
         image_layers = self._layers(image_tokens, "image_tokens")
@@ -94,15 +96,16 @@ class MoltHead(Head):
             h_image = self.image_to_text[j](image_c, text_c, t_mask)
             h_text = self.text_to_image[j](text_c, image_c, i_mask)
             pooled_image, pooled_text = masked_mean(h_image, i_mask), masked_mean(h_text, t_mask)
-            cca_terms.append(
-                soft_cca_loss(pooled_image[both], pooled_text[both], c.cca_decorrelation).to(pooled_image.dtype)
-            )
+            if aux_losses:
+                cca_terms.append(
+                    soft_cca_loss(pooled_image[both], pooled_text[both], c.cca_decorrelation).to(pooled_image.dtype)
+                )
             robust.append(self.mfb[j](pooled_image, pooled_text))
             if j == c.encoder_layers - 1:
                 final_image, final_text = masked_mean(image, i_mask), masked_mean(text, t_mask)
 
         embedding = torch.cat([*robust, final_image, final_text], dim=-1)
         logits = self.mlp(self.norm(embedding))
-        aux = {"cca": c.cca_weight * torch.stack(cca_terms).mean()}
+        aux = {"cca": c.cca_weight * torch.stack(cca_terms).mean()} if aux_losses else {}
         return HeadOutput(logits=logits, aux_losses=aux, embedding=embedding)
 

@@ -33,7 +33,8 @@ class UnimodalHead(Head):
         self.embedding_dim = d
         self.mlp = MLP(d, c.mlp_hidden_dim or d, num_classes, c.dropout)
 
-    def forward(self, image_tokens: TokenInput, text_tokens: TokenInput, image_mask: Tensor | None = None, text_mask: Tensor | None = None) -> HeadOutput:
+    def forward(self, image_tokens: TokenInput, text_tokens: TokenInput, image_mask: Tensor | None = None,
+                text_mask: Tensor | None = None, *, aux_losses: bool = True) -> HeadOutput:
         b = self._batch_size(image_tokens, text_tokens)
         if self.config.modality == "image":
             tokens, mask = image_tokens, image_mask
