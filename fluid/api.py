@@ -36,6 +36,7 @@ from fluid._io import atomic_path, write_json_atomic
 from fluid.config import Columns, RunConfig
 from fluid.data.dataset import IMAGE_PROBLEM, ColumnCells, unreadable_image_reason
 from fluid.data.schema import has_value, present
+from fluid.training.device import resolve_device
 
 log = logging.getLogger("fluid")
 
@@ -336,6 +337,7 @@ class Classifier:
             self.network.fit(train_frame, train_cat.image_root)
             result = TrainResult(best_epoch=None, epochs_run=1, best_score=None, stopped_by_time=False)
         else:
+            self.network.to(resolve_device(cfg.device))  # the cache is built there; Lightning then trains
             train_features, val_features = self._cached_features(
                 [(train_frame, train_cat.image_root), (val_frame, val_root)], progress=progress)
             result = train_network(
@@ -440,24 +442,27 @@ class Classifier:
         if _is_classical(self.config.model):
             return self.network.run(frame, image_root, drop_modality=drop_modality, want_embedding=want_embedding,
                                     corruption=corruption)
-        self.network.eval()
+        from lightning.fabric.utilities.apply_func import move_data_to_device
+
+        device = resolve_device(self.config.device)
+        self.network.to(device).eval()
         loader = self._loader(frame, image_root, shuffle=False, drop_modality=drop_modality, corruption=corruption)
         probas, labels, embeddings, gates, loads, routings = [], [], [], [], [], []
         unreadable: dict[int, str] = {}  # frame position -> why its image failed to decode (scored without it)
         with Progress(transient=True, disable=not progress) as bar:
             task = bar.add_task("scoring", total=len(frame))
             for batch in loader:
-                output = self.network(batch, aux_losses=False)
-                probas.append(torch.softmax(output.logits.float(), dim=-1).numpy())
+                output = self.network(move_data_to_device(batch, device), aux_losses=False)
+                probas.append(_host(torch.softmax(output.logits.float(), dim=-1)))
                 labels.append(batch["label"].numpy())
                 if want_embedding:
-                    embeddings.append(output.embedding.float().numpy())
+                    embeddings.append(_host(output.embedding))
                 if output.gate is not None:
-                    gates.append(output.gate.float().numpy())
+                    gates.append(_host(output.gate))
                 if output.expert_load is not None:
-                    loads.append(output.expert_load.float().numpy() * len(batch["label"]))
+                    loads.append(_host(output.expert_load) * len(batch["label"]))
                 if getattr(output, "routing", None) is not None:
-                    routings.append(output.routing.float().numpy())
+                    routings.append(_host(output.routing))
                 for position, problems in zip(batch["index"].tolist(), batch.get("problems", [])):
                     reason = unreadable_image_reason(problems)
                     if reason is not None:
@@ -662,14 +667,19 @@ class Classifier:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> "Classifier":
-        """Reads a run directory written by ``fit`` or ``save``. Loads safetensors/JSON/YAML only."""
+    def load(cls, directory: str | Path, *, device: str | None = None) -> "Classifier":
+        """Reads a run directory written by ``fit`` or ``save``. Loads safetensors/JSON/YAML only.
+
+        ``device``: where to score items ("auto", "cpu", "cuda", "cuda:N", "mps"); None = the run's
+        ``config.device`` (default "auto": the GPU when PyTorch sees one)."""
         directory = Path(directory)
         for name in (CONFIG_FILE, LABELS_FILE, WEIGHTS_FILE):
             if not (directory / name).exists():
                 raise FileNotFoundError(f"{directory} is not a FLUID run directory: {name} is missing "
                                         f"(expected {CONFIG_FILE}, {LABELS_FILE}, {WEIGHTS_FILE})")
         config = RunConfig.load(directory / CONFIG_FILE)
+        if device is not None:
+            config = dataclasses.replace(config, device=device)
         self = cls.__new__(cls)
         params = config.to_dict()
         columns = params.pop("columns")
@@ -717,6 +727,11 @@ def _is_classical(model: str) -> bool:
     from fluid.baselines import is_classical
 
     return is_classical(model)
+
+
+def _host(values: torch.Tensor) -> np.ndarray:
+    """A float32 numpy copy of an output tensor, wherever it was computed."""
+    return values.float().cpu().numpy()
 
 
 def _is_multi_device(devices) -> bool:

@@ -7,6 +7,7 @@ Head hyper-parameters (l = 32 queries, 16 experts, top-2, λ = 1/3 …) live in 
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import yaml
 PAPER_TEXT_ENCODER = "bert-base-multilingual-cased"
 PAPER_IMAGE_ENCODER = "google/vit-base-patch16-224"
 BAD_ROW_POLICIES = ("skip", "missing-modality", "fail")
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")  # what RunConfig.device accepts
 
 
 @dataclass
@@ -55,6 +57,9 @@ class RunConfig:
     patience: int | None = None  # early stopping on `monitor`; None = off (paper: fixed 15 epochs)
     precision: str = "32-true"
     num_workers: int = 0
+    # Where the feature cache is built and items are scored: "auto" (the GPU when PyTorch sees one, else the
+    # CPU), "cpu", "cuda", "cuda:N" or "mps". Training runs where `fit(devices=...)` / Lightning put it.
+    device: str = "auto"
     # Frozen encoders' features are computed once and read from disk every epoch: "auto" (FLUID_CACHE_DIR or
     # ~/.cache/fluid/features), "off", or a folder. Builds larger than the budget are skipped with a message.
     feature_cache: str = "auto"
@@ -69,6 +74,8 @@ class RunConfig:
     columns: Columns = field(default_factory=Columns)
 
     def __post_init__(self):
+        if not isinstance(self.device, str) or not DEVICE_PATTERN.fullmatch(self.device):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
         if isinstance(self.columns, dict):
             self.columns = Columns(**self.columns)
         if isinstance(self.columns.text, str):

@@ -275,8 +275,7 @@ def export_onnx(classifier, out: str | os.PathLike, *, part: str = "head", opset
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
     classifier._check_fitted()
-    network = classifier.network
-    network.eval()
+    network = classifier.network.cpu().eval()  # traced and checked on the CPU, wherever it last scored items
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     uses_image, uses_text = head_modalities(network.head.name)

@@ -75,6 +75,26 @@ def test_save_load_gives_identical_probabilities(fitted, product_frame, tmp_path
     pd.testing.assert_frame_equal(before, again.predict_proba(frame), check_exact=True)
 
 
+def test_scoring_and_the_feature_cache_run_on_the_configured_device(fitted, product_frame, tmp_path, monkeypatch):
+    import fluid.api
+
+    frame, root = product_frame
+    asked = []
+    monkeypatch.setattr(fluid.api, "resolve_device", lambda name: asked.append(name) or torch.device("cpu"))
+    fitted.predict_proba(frame.head(5))
+    assert asked == ["auto"]  # the default: the GPU when PyTorch sees one
+    fitted.save(tmp_path / "saved")
+    loaded = Classifier.load(tmp_path / "saved", device="cpu")
+    assert loaded.config.device == "cpu" and Classifier.load(tmp_path / "saved").config.device == "auto"
+    loaded.predict(frame.head(3))
+    assert asked == ["auto", "cpu"]
+    with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'tpu'"):
+        Classifier.load(tmp_path / "saved", device="tpu")
+    asked.clear()
+    make(root, device="cpu", epochs=1, path=str(tmp_path / "run")).fit(frame, seed=0, progress=False)
+    assert asked[0] == "cpu"  # before the feature cache is built
+
+
 def test_sklearn_conventions(product_frame):
     _, root = product_frame
     clf = make(root)
