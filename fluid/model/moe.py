@@ -152,7 +152,7 @@ class Experts(nn.Module):
     def apply_one(self, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
         """An expert from its own weights (one slice of each parameter). x (Tensor): N x in -> N x out."""
         hidden = self.dropout(F.gelu(F.linear(x, w1, b1)))
-        return torch.addmm(b2.to(hidden.dtype), hidden, w2.to(hidden.dtype))
+        return torch.addmm(b2, hidden, w2)
 
     def per_expert(self) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
         """Each expert's (w1, b1, w2, b2), split with one ``unbind`` per parameter: under autograd their gradients

@@ -49,8 +49,9 @@ class FluidHead(Head):
 
     Returns:
         HeadOutput: logits B x C; aux_losses "contrastive" (λ2·L_contrast), "moe_balance" (λ3·L_MoE) and,
-        if enabled, "router_z" (empty with ``aux_losses=False``); embedding B x (n·d) = flattened F' (n = num_bottleneck_queries, or 1 without
-        the bottleneck); gate B x l; expert_load E and routing B x E (None without the MoE).
+        if enabled, "router_z" (empty with ``aux_losses=False``); embedding B x (n·d) = flattened F'
+        (n = num_bottleneck_queries, or 1 without the bottleneck); gate B x l; expert_load E and routing B x E
+        (None without the MoE).
     """
 
     config_class = FluidConfig
@@ -149,8 +150,8 @@ class FluidHead(Head):
                 logits = moe.output.view(b, self.num_fused, -1).mean(dim=1)
             if aux_losses:
                 aux["moe_balance"] = c.moe_weight * load_balancing_loss(moe.balance_logits, c.top_k)
-            if aux_losses and c.router_z_loss_weight > 0:
-                aux["router_z"] = c.router_z_loss_weight * router_z_loss(moe.router_logits)
+                if c.router_z_loss_weight > 0:
+                    aux["router_z"] = c.router_z_loss_weight * router_z_loss(moe.router_logits)
             expert_load = moe.load
             routing = moe.routing.view(b, -1, moe.routing.shape[-1]).mean(dim=1)  # B x E
         else:
