@@ -67,10 +67,10 @@ FILLERS = [
 ]
 
 
-def english_text(rng: random.Random, gtype: str, pattern: str) -> str:
-    """A long English product text naming the garment type (not always) and rarely the pattern."""
+def english_text(rng: random.Random, gtype: str, pattern: str, pattern_share: float = 0.25) -> str:
+    """A long English product text naming the garment type (90 %) and the pattern (``pattern_share``)."""
     noun = rng.choice(SYNONYMS[gtype]) if rng.random() > 0.10 else "piece"
-    pattern_word = (rng.choice(PATTERN_WORDS[pattern]) + " ") if rng.random() < 0.25 else ""
+    pattern_word = (rng.choice(PATTERN_WORDS[pattern]) + " ") if rng.random() < pattern_share else ""
     colour, brand, material = rng.choice(COLOURS), rng.choice(BRANDS), rng.choice(MATERIALS)
     name = f"{brand} {colour} {pattern_word}{noun}".strip()
     sentences = [
@@ -90,7 +90,7 @@ def make_catalogue(workdir: Path, items: int, seed: int) -> dict[str, pd.DataFra
     from fluid.data.synthetic import CLASSES, write_synthetic
 
     root = write_synthetic(workdir / "synthetic", items=items, seed=seed, noise=0.0, image_size=(160, 160),
-                           test_fraction=0.25, languages=("cz",), overwrite=True)
+                           test_fraction=0.25, languages=("cz",), overwrite=True, mode="complementary")
     keep = sorted(range(len(CLASSES)), key=lambda k: -CLASSES[k][2])[:TOP_CLASSES]
     names = {1000 + k: f"{CLASSES[k][1]} {CLASSES[k][0]}" for k in keep}
     frames = {}

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -33,6 +34,7 @@ import torch
 from sklearn.exceptions import NotFittedError
 
 from fluid._io import atomic_path, write_json_atomic
+from fluid.baselines.model import STATE_FILE as CLASSICAL_STATE_FILE
 from fluid.config import Columns, RunConfig
 from fluid.data.dataset import IMAGE_PROBLEM, ColumnCells, unreadable_image_reason
 from fluid.data.schema import has_value, present
@@ -45,9 +47,17 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.yaml"
 LABELS_FILE = "labels.json"
 METRICS_FILE = "metrics.json"
+RECIPE_FILE = "recipe.json"
+FLOOR_DIR = "floor"
+CANDIDATES_DIR = "candidates"
+AUTO_MODEL = "auto"  # model="auto": train the candidates and the floor, keep the best on validation
+AUTO_CANDIDATES = ("fluid",)
+SUMMARY_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "top5_accuracy",
+                   "n_items")
 SPLIT_FILE = "split.csv"
 CHECKPOINT_DIR = "checkpoints"
-RUN_FILES = (CONFIG_FILE, LABELS_FILE, WEIGHTS_FILE, METRICS_FILE, SPLIT_FILE, "report.md", "bad_rows.json")
+RUN_FILES = (CONFIG_FILE, LABELS_FILE, WEIGHTS_FILE, METRICS_FILE, SPLIT_FILE, RECIPE_FILE, "report.md",
+             "bad_rows.json")
 RUN_DIRS = ("encoders", "plots")
 ACCEPTED_DATA = ("a pandas DataFrame", "a path to a .csv/.tsv/.parquet/.jsonl catalogue",
                  "a GLAMI-1M folder or zip", "a dict or a list of dicts (one product each)",
@@ -55,6 +65,10 @@ ACCEPTED_DATA = ("a pandas DataFrame", "a path to a .csv/.tsv/.parquet/.jsonl ca
 
 _COLUMN_PARAMS = {"label": "label", "text": "text", "image": "image", "image_root": "image_root",
                   "id": "id", "language": "language", "label_source": "label_source", "encoding": "encoding"}
+
+
+class FloorWarning(UserWarning):
+    """A deep model scored below the classical floor on validation."""
 
 
 class FluidNotFittedError(NotFittedError):
@@ -95,6 +109,7 @@ class Classifier:
         self.classes_: list[str] | None = None
         self.run_dir: Path | None = Path(path) if path else None
         self.metrics_: dict | None = None
+        self.recipe_ = None
 
     # ----------------------------------------------------------------- scikit-learn conventions
     def get_params(self, deep: bool = True) -> dict:
@@ -229,7 +244,9 @@ class Classifier:
                                                     **overrides.get("image", {}))
         head = build_head(cfg.model, len(self.classes_),
                           image_dim=image_encoder.dim if image_encoder is not None else 768,
-                          text_dim=text_encoder.dim if text_encoder is not None else 768, **cfg.head)
+                          text_dim=text_encoder.dim if text_encoder is not None else 768,
+                          image_has_cls=image_encoder.has_cls_token if image_encoder is not None else True,
+                          text_has_cls=text_encoder.has_cls_token if text_encoder is not None else True, **cfg.head)
         return MultimodalNetwork(head, text_encoder, image_encoder, modality_dropout=cfg.modality_dropout)
 
     def _loader(self, frame: pd.DataFrame, image_root, *, shuffle: bool, drop_modality: str | None = None,
@@ -262,7 +279,7 @@ class Classifier:
     # ----------------------------------------------------------------- training
     def fit(self, train, val=None, *, epochs: int | None = None, time_limit: float | None = None,
             seed: int | None = None, devices: int | str = "auto", resume: bool = False,
-            progress: bool = True) -> "Classifier":
+            progress: bool = True, verbose: bool = True) -> "Classifier":
         """Trains on ``train``; selects the best epoch on ``val`` (or a stratified split carved from ``train``).
 
         Args:
@@ -272,6 +289,10 @@ class Classifier:
             seed: overrides the configured seed (data split, initialisation, shuffling).
             devices: "auto", a number of devices, or a list — passed to Lightning (DDP for several).
             resume: continue from ``<path>/checkpoints/last.ckpt`` of an interrupted run.
+            progress: progress bars.
+            verbose: print the recipe's choices (and the baseline floor) to stderr.
+        Settings left open (``None``) are chosen by the run's ``recipe`` from the training data and the
+        encoders (:mod:`fluid.training.recipe`); ``self.recipe_`` and ``recipe.json`` record each choice and why.
         Returns:
             self
         """
@@ -281,17 +302,25 @@ class Classifier:
             self.set_params(epochs=epochs)
         if seed is not None:
             self.set_params(seed=seed)
-        cfg = self.config
         run_dir = self._ensure_run_dir()
+        if self._params["model"] == AUTO_MODEL:
+            return self._fit_auto(train, val, time_limit=time_limit, devices=devices, resume=resume,
+                                  progress=progress, verbose=verbose)
         if resume and not (run_dir / CHECKPOINT_DIR / "last.ckpt").exists():
             raise FileNotFoundError(f"resume=True but {run_dir / CHECKPOINT_DIR / 'last.ckpt'} does not exist: "
                                     "there is no interrupted run in this directory to continue")
 
+        self.config = self._build_config(self._params)  # the user's settings; the recipe fills the rest
         train_cat = self._read(train, split="train", require_label=True)
         train_frame = train_cat.frame
         bad_rows = {"train": train_cat.report.to_dict()}
         if len(train_frame) == 0:
             raise ValueError(f"no usable training rows in {train_cat.source}: {train_cat.report}")
+        self.recipe_ = self._apply_recipe(train_frame["label"], separate_validation=val is not None)
+        write_json_atomic(run_dir / RECIPE_FILE, self.recipe_.to_dict())
+        if verbose:
+            print(self.recipe_.summary(), file=sys.stderr, flush=True)
+        cfg = self.config
         if val is None:
             from fluid.data.splits import stratified_split
 
@@ -364,9 +393,117 @@ class Classifier:
                                                 for stage, v in bad_rows.get("unreadable_images", {}).items()},
                          "epochs_run": result.epochs_run, "train_seconds": train_seconds,
                          "train_label_counts": train_counts, "stopped_by_time_limit": result.stopped_by_time}
+        if cfg.floor and not _is_classical(cfg.model):
+            self.metrics_["floor"] = self._fit_floor(train_frame, train_cat.image_root, val_frame, val_root,
+                                                     run_dir, verbose=verbose)
         self._save_weights(run_dir / WEIGHTS_FILE)
         _write_json(run_dir / METRICS_FILE, self.metrics_)
         return self
+
+    def _fit_auto(self, train, val, **fit_options) -> "Classifier":
+        """``model="auto"``: trains each head of ``candidates`` (default: fluid) in ``candidates/<name>/``, the
+        first one with the classical floor, and keeps the best on validation (ties: the earlier candidate, the
+        floor last). The run directory then holds the kept model; ``metrics_["selection"]`` says which and why."""
+        run_dir = self.run_dir
+        names = list(self.config.candidates or AUTO_CANDIDATES)
+        fitted: dict[str, Classifier] = {}
+        for position, name in enumerate(names):
+            params = {**self._params, "model": name, "candidates": None, "floor": position == 0,
+                      "path": str(run_dir / CANDIDATES_DIR / name), "head": _head_keys_of(name, self.config.head)}
+            candidate = Classifier(**params).fit(train, val, **fit_options)
+            if candidate.metrics_ is None:
+                return self  # a secondary process of a multi-device (DDP) run
+            fitted[name] = candidate
+        first = fitted[names[0]]
+        key = "macro_f1" if first.config.monitor == "val_macro_f1" else "accuracy"
+        scores = {name: float(c.metrics_["validation"][key]) for name, c in fitted.items()}
+        floor_name = first.metrics_["floor"]["model"]
+        scores[floor_name] = float(first.metrics_["floor"]["validation"][key])
+        best = max(scores, key=scores.get)
+        if best == floor_name:
+            self._adopt_floor(first, run_dir)
+        else:
+            fitted[best].save(run_dir)
+        kept = Classifier.load(run_dir, device=self.config.device)
+        others = ", ".join(f"{n} {v:.3f}" for n, v in scores.items() if n != best)
+        selection = {"candidates": scores, "chosen": best, "compared_on": f"validation {key}",
+                     "reason": f"highest validation {key}: {best} {scores[best]:.3f} (others: {others})"}
+        kept.metrics_ = {**kept.metrics_, "selection": selection}
+        _write_json(run_dir / METRICS_FILE, kept.metrics_)
+        self.network, self.classes_, self.metrics_ = kept.network, kept.classes_, kept.metrics_
+        self.config, self.recipe_ = kept.config, first.recipe_
+        if fit_options.get("verbose", True):
+            print(f"model auto: kept {selection['reason']}", file=sys.stderr, flush=True)
+        return self
+
+    def _adopt_floor(self, trained: "Classifier", run_dir: Path) -> None:
+        """Writes ``trained``'s classical floor as the run directory's model (config, labels, weights, metrics)."""
+        floor_dir = trained.run_dir / FLOOR_DIR
+        floor_metrics = json.loads((floor_dir / METRICS_FILE).read_text(encoding="utf-8"))
+        config = dataclasses.replace(trained.config, model=floor_metrics["model"], head={}, floor=False)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(run_dir / CONFIG_FILE) as tmp:
+            config.save(tmp)
+        _write_json(run_dir / LABELS_FILE, {"classes": trained.classes_})
+        for name in (WEIGHTS_FILE, CLASSICAL_STATE_FILE):
+            shutil.copy2(floor_dir / name, run_dir / name)
+        for name in (SPLIT_FILE, RECIPE_FILE, "bad_rows.json"):
+            if (trained.run_dir / name).exists():
+                shutil.copy2(trained.run_dir / name, run_dir / name)
+        _write_json(run_dir / METRICS_FILE, {
+            "validation": floor_metrics["validation"], "best_epoch": None, "epochs_run": 1,
+            "train_seconds": floor_metrics["fit_seconds"], "train_label_counts": trained.metrics_["train_label_counts"],
+            "floor_of": trained.config.model})
+
+    def _fit_floor(self, train_frame: pd.DataFrame, train_root, val_frame: pd.DataFrame, val_root, run_dir: Path,
+                   *, verbose: bool) -> dict:
+        """Fits the classical floor (:mod:`fluid.baselines.floor`) on this run's split, saves it to
+        ``run_dir/floor/`` and compares it with the deep model on validation; warns when the floor is better."""
+        from fluid.baselines.floor import fit_floor
+        from fluid.training.metrics import compute_metrics
+        from fluid.training.network import head_modalities
+
+        cfg = self.config
+        floor = fit_floor(train_frame, train_root, self.classes_, head_modalities(cfg.model), seed=cfg.seed)
+        scored = val_frame[self._scorable(val_frame)]
+        out = floor.model.run(scored, val_root)
+        floor_metrics = compute_metrics(out["labels"], out["proba"], self.classes_)
+        (run_dir / FLOOR_DIR).mkdir(parents=True, exist_ok=True)
+        floor.model.save(run_dir / FLOOR_DIR / WEIGHTS_FILE)
+        _write_json(run_dir / FLOOR_DIR / METRICS_FILE, {"validation": floor_metrics, **floor.describe()})
+        deep_metrics = self.metrics_["validation"]
+        key = "macro_f1" if cfg.monitor == "val_macro_f1" else "accuracy"
+        record = {**floor.describe(), "compared_on": f"validation {key}",
+                  "validation": {k: floor_metrics[k] for k in SUMMARY_METRICS},
+                  "deep_minus_floor": float(deep_metrics[key] - floor_metrics[key])}
+        if record["deep_minus_floor"] < 0:
+            message = (f"{cfg.model} scores below the classical floor on validation: {key} "
+                       f"{deep_metrics[key]:.3f} against {floor_metrics[key]:.3f} for {floor.model.name} "
+                       f"(saved in {run_dir / FLOOR_DIR}). Try model='auto', which keeps the better one, more "
+                       f"epochs, or pretrained encoders.")
+            warnings.warn(message, FloorWarning, stacklevel=3)
+        elif verbose:
+            print(f"floor: {cfg.model} {key} {deep_metrics[key]:.3f} on validation, {floor.model.name} "
+                  f"{floor_metrics[key]:.3f}", file=sys.stderr, flush=True)
+        return record
+
+    def _apply_recipe(self, labels, *, separate_validation: bool):
+        """Resolves ``self.config`` with its recipe for these training labels; returns the recipe's record."""
+        from fluid.training.network import head_modalities
+        from fluid.training.recipe import CatalogueStats, EncoderSetup, resolve
+
+        cfg = self.config
+        stats = CatalogueStats.from_labels(labels, separate_validation=separate_validation)
+        if _is_classical(cfg.model):
+            encoders, head_defaults = EncoderSetup("unused", "unused"), {}
+        else:
+            from fluid.model import head_config
+
+            uses_image, uses_text = head_modalities(cfg.model)
+            encoders = EncoderSetup.from_config(cfg, uses_image=uses_image, uses_text=uses_text)
+            head_defaults = dataclasses.asdict(head_config(cfg.model))
+        self.config, recipe = resolve(cfg, stats, encoders, head_defaults)
+        return recipe
 
     def _ensure_run_dir(self) -> Path:
         if self.run_dir is None:
@@ -661,9 +798,11 @@ class Classifier:
         if self.metrics_ is not None:
             _write_json(directory / METRICS_FILE, self.metrics_)
         if self.run_dir is not None:
-            for name in (SPLIT_FILE, "report.md", "bad_rows.json"):
+            for name in (SPLIT_FILE, RECIPE_FILE, "report.md", "bad_rows.json"):
                 if (self.run_dir / name).exists():
                     shutil.copy2(self.run_dir / name, directory / name)
+            if (self.run_dir / FLOOR_DIR).is_dir():
+                shutil.copytree(self.run_dir / FLOOR_DIR, directory / FLOOR_DIR, dirs_exist_ok=True)
         return directory
 
     @classmethod
@@ -727,6 +866,14 @@ def _is_classical(model: str) -> bool:
     from fluid.baselines import is_classical
 
     return is_classical(model)
+
+
+def _head_keys_of(model: str, head: dict) -> dict:
+    """The entries of a ``head`` mapping that ``model``'s head config has (model="auto" shares one mapping)."""
+    from fluid.model import head_config
+
+    known = {f.name for f in dataclasses.fields(head_config(model))}
+    return {k: v for k, v in head.items() if k in known}
 
 
 def _host(values: torch.Tensor) -> np.ndarray:

@@ -14,13 +14,17 @@ from fluid.cli.common import (USER_ERRORS, app, console, fail, load_run, parse_d
 
 
 DEMO_SYSTEMS = ("fluid", "image-only", "text-only")
+QUICK_EPOCHS = 5  # `fluid demo --quick`: the epoch budget; the auto recipe chooses everything else
 
 
 @app.command()
 def demo(out: Path = typer.Option(Path("fluid-demo"), help="Output folder: DIR/<system>/ runs, results.json."),
          items: Optional[int] = typer.Option(None, help="Catalogue size (default 2000; 1200 with --quick)."),
-         epochs: Optional[int] = typer.Option(None, help="Epochs per system (default 10; 5 with --quick)."),
+         epochs: Optional[int] = typer.Option(None, help="Epochs per system (default: the auto recipe's; 5 with "
+                                                         "--quick)."),
          quick: bool = typer.Option(False, "--quick", help="A smaller, faster run (for CI)."),
+         mode: str = typer.Option("realistic", help="Synthetic catalogue: realistic or complementary (see "
+                                                    "`fluid synth --help`)."),
          seed: int = typer.Option(0)):
     """The main job: synthetic catalogue → train FLUID, image-only, text-only → test-set table and report."""
     from fluid import Classifier
@@ -31,14 +35,12 @@ def demo(out: Path = typer.Option(Path("fluid-demo"), help="Output folder: DIR/<
     items = items or (1200 if quick else 2000)
     out.mkdir(parents=True, exist_ok=True)
     console.rule("[bold]FLUID demo")
-    data = write_synthetic(out / "data", items=items, seed=seed, overwrite=True)
-    console.print(f"synthetic catalogue: {items} items in {data}")
+    data = write_synthetic(out / "data", items=items, seed=seed, overwrite=True, mode=mode)
+    console.print(f"synthetic catalogue ({mode}): {items} items in {data}")
     results, timings = {}, {}
     for system in DEMO_SYSTEMS:
         console.rule(f"training [bold]{system}[/]")
-        config = demo_config(system, seed=seed)
-        if epochs is not None or quick:
-            config.epochs = epochs or 5
+        config = demo_config(system, seed=seed, epochs=epochs or (QUICK_EPOCHS if quick else None))
         params = config.to_dict()
         columns = params.pop("columns")
         classifier = Classifier(path=str(out / system), **params,
@@ -64,6 +66,8 @@ def train(
     data: str = typer.Option(..., help="Training data: CSV/TSV/Parquet/JSONL catalogue or GLAMI-1M folder/zip."),
     model: str = typer.Option("fluid", help="Head name (see `fluid models`)."),
     out: Path = typer.Option(..., help="Run directory to write."),
+    recipe: Optional[str] = typer.Option(None, help="auto (default: settings fitted to the catalogue and "
+                                                    "encoders) or paper (the paper's numbers); options win."),
     val_data: Optional[str] = typer.Option(None, help="Validation data; default: a stratified split of --data."),
     config: Optional[Path] = typer.Option(None, help="YAML config file (keys of config.yaml); options win."),
     epochs: Optional[int] = typer.Option(None), batch_size: Optional[int] = typer.Option(None),
@@ -87,6 +91,9 @@ def train(
     encoding: Optional[str] = typer.Option(None, help="Text encoding of the file (default: detected)."),
     on_bad_row: Optional[str] = typer.Option(None, help="skip | missing-modality | fail"),
     head: list[str] = typer.Option([], help="Head override KEY=VALUE (e.g. num_experts=8); repeatable."),
+    floor: Optional[bool] = typer.Option(None, "--floor/--no-floor",
+                                         help="Fit the classical baseline on the same split and compare (default on)."),
+    candidate: list[str] = typer.Option([], help="With --model auto: a head to train (repeatable; default fluid)."),
 ):
     """Train a model and write its run directory."""
     from fluid import Classifier
@@ -99,11 +106,11 @@ def train(
         columns = loaded.pop("columns")
         params.update(loaded)
         params.update({k: v for k, v in columns.items() if k != "encoding"})
-    options = dict(model=model, epochs=epochs, batch_size=batch_size, lr=lr, text_encoder=text_encoder,
+    options = dict(model=model, recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr, text_encoder=text_encoder,
                    image_encoder=image_encoder, freeze=freeze, modality_dropout=modality_dropout,
                    precision=precision, seed=seed, on_bad_row=on_bad_row, text=text_col, image=image_col,
                    label=label_col, id=id_col, language=language_col, label_source=label_source_col,
-                   image_root=image_root, encoding=encoding)
+                   image_root=image_root, encoding=encoding, floor=floor, candidates=candidate or None)
     params.update({k: v for k, v in options.items() if v is not None})
     if head:
         params["head"] = {**params.get("head", {}), **parse_overrides(head)}
@@ -116,8 +123,20 @@ def train(
     if classifier.metrics_ is None:
         return  # a secondary process of a multi-device (DDP) run: the first one writes the report
     write_report(out)
-    console.print(results_table("Validation (%)", {model: classifier.metrics_["validation"]}))
+    console.print(results_table("Validation (%)", validation_rows(classifier)))
+    selection = classifier.metrics_.get("selection")
+    if selection:
+        console.print(f"model auto: kept {selection['reason']}")
     console.print(f"run directory: [bold]{out}[/] (report: {out / 'report.md'})")
+
+
+def validation_rows(classifier) -> dict[str, dict]:
+    """The trained model's validation metrics, and its classical floor's when it has one."""
+    rows = {classifier.config.model: classifier.metrics_["validation"]}
+    floor = classifier.metrics_.get("floor")
+    if floor:
+        rows[f"floor: {floor['model']}"] = floor["validation"]
+    return rows
 
 
 @app.command()

@@ -167,6 +167,14 @@ class Encoder(nn.Module):
         return len(find_layer_stack(self.model)[1])
 
     @property
+    def has_cls_token(self) -> bool:
+        """Whether position 0 of every present item's tokens is a summary token ([CLS] of BERT, the class token
+        of ViT) rather than one of the content tokens (a word piece, a grid cell of a CNN's feature map). A head
+        that pools "the first token" needs this; pass it to ``fluid.model.build_head`` as ``text_has_cls`` /
+        ``image_has_cls``."""
+        raise NotImplementedError  # pragma: no cover - TextEncoder and ImageEncoder answer
+
+    @property
     def trainable(self) -> bool:
         """True when at least one parameter requires grad."""
         return any(p.requires_grad for p in self.parameters())

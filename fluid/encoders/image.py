@@ -17,6 +17,9 @@ from . import hub
 from .base import Encoder, EncoderOutput, read_spec
 from .presets import TINY, init_model, tiny_image_parts
 
+#: Parameter-name endings of a learned class token prepended to the patch tokens (ViT family; CLIP).
+CLASS_TOKEN_PARAMETERS = ("cls_token", "class_embedding")
+
 
 def _to_rgb(img: Any) -> Image.Image | None:
     if img is None:
@@ -274,6 +277,15 @@ class ImageEncoder(Encoder):
                 raise ValueError(f"num_layers={num_layers} but {self.source} has {len(hidden)} stages")
             layers = tuple(hidden[-num_layers:])
         return out.last_hidden_state, layers, out.mask
+
+    @property
+    def has_cls_token(self) -> bool:
+        """True for Hugging Face models with a class token (ViT, DeiT, BEiT, DINOv2: ``cls_token``; CLIP:
+        ``class_embedding``); False for the grid tokens of a backbone (EfficientNet-Lite) or of a hierarchical
+        or convolutional model (Swin, ConvNeXt, ResNet)."""
+        if isinstance(self.model, backbones.ImageBackbone):
+            return False
+        return any(name.endswith(CLASS_TOKEN_PARAMETERS) for name, _ in self.model.named_parameters())
 
     @property
     def num_tokens(self) -> int:

@@ -131,6 +131,14 @@ class TextEncoder(Encoder):
             return min(limits)
         return max_length
 
+    @property
+    def has_cls_token(self) -> bool:
+        """True when the tokenizer puts its CLS (or BOS) token first, as BERT's does ([CLS] ... [SEP])."""
+        tok = self.tokenizer
+        starts = {t for t in (tok.cls_token_id, tok.bos_token_id) if t is not None}
+        ids = tok("a", add_special_tokens=True)["input_ids"]
+        return bool(ids) and ids[0] in starts
+
     # ------------------------------------------------------------------ preprocessing
     @property
     def max_length(self) -> int:

@@ -66,8 +66,22 @@ def _config_line(config: dict) -> str:
         contrastive = "off (ablation)"
     encoders = (f"{config['text_encoder']} / {config['image_encoder']}"
                 if config["text_encoder"] != "none" else "TF-IDF / image features")
-    return (f"{encoders} | {config['epochs']} | {config['batch_size']} | {config['lr']:g} | {contrastive} | "
-            f"{config['modality_dropout']:g} | {head or ''}")
+    return (f"{encoders} | {_setting(config['epochs'])} | {_setting(config['batch_size'])} | "
+            f"{_setting(config['lr'])} | {contrastive} | {_setting(config['modality_dropout'])} | {head or ''}")
+
+
+def _setting(value) -> str:
+    """A row's setting; ``None`` is left to the recipe (the row's run directory has its recipe.json)."""
+    if value is None:
+        return "recipe"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def training_label(config: dict) -> str:
+    """What a row was trained with, from its run configuration: "modality dropout p" or "none" (the run-level
+    ``modality_dropout`` is the only one; heads have none of their own)."""
+    rate = config.get("modality_dropout") or 0.0
+    return f"modality dropout {rate:g}" if rate > 0 else "none"
 
 
 def write_results_markdown(results: dict, path: Path) -> Path:
@@ -90,9 +104,10 @@ def write_results_markdown(results: dict, path: Path) -> Path:
         f"- paper numbers: {results['paper']['source']}",
         "",
         "## Configuration of each row\n",
-        "Deep rows start from `fluid.config.demo_config` (offline tiny encoders trained with the head, head width "
-        "64, 8 queries, 4 experts, cosine schedule) but keep the paper's loss weights: **FLUID runs with "
-        "λ1 = λ2 = λ3 = 1/3, i.e. with the contrastive term on** (the demo turns it off), so that "
+        "Deep rows start from `fluid.config.demo_config` (offline tiny encoders trained with the head; the `auto` "
+        "recipe sizes the head and the optimiser: \"recipe\" below, each row's run directory has its recipe.json) "
+        "but keep the paper's contrastive weight: **FLUID runs with λ2 = 1/3, i.e. with the contrastive term on** "
+        "(auto turns it off for encoders trained from scratch), so that "
         "\"w/o contrastive\" against FLUID measures the contrastive term. The base variant has no modality "
         f"dropout (the paper has none); rows marked `+md` were trained with modality dropout "
         f"{settings['modality_dropout']:g}.\n",
@@ -142,7 +157,7 @@ def write_results_markdown(results: dict, path: Path) -> Path:
               "| system | training | Acc full | Acc −image (drop) | Acc −text (drop) | F1 full | F1 −image (drop) | "
               "F1 −text (drop) |", "|---|---|---|---|---|---|---|---|"]
     for name, e in systems.items():
-        training = "modality dropout " + f"{e['config']['modality_dropout']:g}" if e["variant"] != "base" else "plain"
+        training = training_label(e["config"])
         cells = []
         for metric in ("accuracy", "macro_f1"):
             cells.append(_mean_std(e["test"][metric]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from .config import QUERY_INIT_STD
 from .qtransform import QTransform
 
 __all__ = ["QBottleneck"]
@@ -29,7 +30,7 @@ class QBottleneck(QTransform):
         num_layers: int = 1,
         ffn_dim: int | None = None,
         dropout: float = 0.0,
-        query_init_std: float = 0.02,
+        query_init_std: float = QUERY_INIT_STD,
     ) -> None:
         super().__init__(
             hidden_dim, hidden_dim, num_queries, num_heads, num_layers, ffn_dim, dropout, query_init_std

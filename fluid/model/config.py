@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "QUERY_INIT_STD",
     "HeadConfig",
     "FluidConfig",
     "EarlyFusionConfig",
@@ -23,6 +24,10 @@ __all__ = [
     "UnimodalConfig",
     "MoltConfig",
 ]
+
+
+#: Default std of the normal init of Q-Transform / Q-Bottleneck queries (see FluidConfig.query_init_std).
+QUERY_INIT_STD = 0.3
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -38,6 +43,9 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 class HeadConfig:
     """Fields every head has.
 
+    Modality dropout is not a head option: it is the run's (``RunConfig.modality_dropout``, applied once, by
+    ``fluid.training.network.MultimodalNetwork``); :func:`fluid.model.build_head` rejects the key.
+
     Attributes:
         hidden_dim: width d of the head's internal representation (paper: 768). Token dims of the encoders
             may differ; input projections map them to d.
@@ -46,8 +54,6 @@ class HeadConfig:
         ffn_dim: hidden width of the feed-forward sublayers; None = 4 * hidden_dim (Transformer convention).
         ce_weight: weight of the cross-entropy term in ``head.loss`` (λ1 for FLUID, α for MoLT).
         missing_token_std: std of the normal init of the learned "missing modality" token.
-        modality_dropout: training-mode probability, per sample, of hiding one modality (image or text,
-            50/50; never both) so the head learns the missing-modality token. 0 = off.
         encoder_layers: how many of the encoder's last hidden states the head reads (1 except MoLT).
     """
 
@@ -57,7 +63,6 @@ class HeadConfig:
     ffn_dim: int | None = None
     ce_weight: float = 1.0
     missing_token_std: float = 0.02
-    modality_dropout: float = 0.0
     encoder_layers: int = 1
 
     def __post_init__(self) -> None:
@@ -69,7 +74,6 @@ class HeadConfig:
         )
         _check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
         _check(self.ffn_dim is None or self.ffn_dim > 0, f"ffn_dim must be > 0 or None, got {self.ffn_dim}")
-        _check(0.0 <= self.modality_dropout <= 1.0, f"modality_dropout must be in [0, 1], got {self.modality_dropout}")
         _check(self.encoder_layers >= 1, f"encoder_layers must be >= 1, got {self.encoder_layers}")
         _check(self.missing_token_std > 0, f"missing_token_std must be > 0, got {self.missing_token_std}")
 
@@ -91,10 +95,21 @@ class FluidConfig(HeadConfig):
         num_bottleneck_queries: queries of the Q-Bottleneck (Q3).
         qtransform_layers*: cross-attention blocks per Q-Transform (pre-LN, residual, FFN; Q-Former style).
         bottleneck_layers*: the same for the Q-Bottleneck.
-        query_init_std*: std of the normal init of Q1, Q2, Q3 (never zeros).
+        query_init_std*: std of the normal init of Q1, Q2, Q3 (never zeros). The queries enter the residual
+            stream of pre-LN blocks as they are, next to an attention update of RMS about 0.2-0.25 per
+            coordinate on encoder tokens at init (the keys/values and the queries are LayerNorm'd inside the
+            block): 0.3 keeps the queries about as large as that update, so an item's query outputs start
+            distinct (docs/model.md, "Query init").
         gate_hidden_dim*: width of the gate MLP's hidden layer; None = hidden_dim.
         contrastive_pooling*: how I_n / T_n become one vector for the contrastive loss: "mean" of the
             queries, or the "first" query.
+        contrastive_projection*: False (paper) = contrast the pooled I_n / T_n themselves (the tokens that
+            feed the gate); True = contrast a learned linear projection of each (one per modality, no bias, to
+            ``contrastive_dim``), as CLIP and BLIP-2 do, so the alignment has its own space.
+        contrastive_dim*: output width of that projection; None = hidden_dim.
+        contrastive_mask_same_label*: False (paper) = every other item of the batch is a negative; True =
+            off-diagonal pairs whose items share a label are left out of the InfoNCE softmax (they are not
+            negatives). Needs the labels, so the term is then computed by ``head.loss`` (not in forward).
         init_temperature*: initial contrastive temperature T (CLIP: 0.07); stored as log(1/T).
         max_logit_scale*: clamp on 1/T (CLIP: 100).
         learnable_temperature*: whether log(1/T) is trained.
@@ -119,17 +134,26 @@ class FluidConfig(HeadConfig):
             expert and a static graph, e.g. for ONNX and CUDA; k/E of the arithmetic is wasted).
         router_z_loss_weight*: weight of the optional router z-loss (ST-MoE); 0 = off.
         use_contrastive / use_qtransform / use_gating / use_bottleneck / use_moe: the Table 3 ablations.
+        pooled_shortcut*: False (paper) = the logits are the MoE's alone. True = a linear map of the
+            layer-normalised masked means of the image and text tokens is added to the logits (a logistic probe
+            on the pooled encoder features trained with the head), so the head can always fall back on what a
+            linear probe reads; the ``auto`` recipe turns it on (docs/model.md, "Deviations").
         no_qtransform_pooling*: with use_qtransform=False, the 1-token summary of each encoder sequence:
-            "cls" (first valid token) or "mean" (masked mean); projected to d.
+            "cls" (first valid token), "mean" (masked mean) or "auto": "cls" for a modality whose sequences
+            start with a CLS token, "mean" for one without (``build_head(..., image_has_cls=, text_has_cls=)``;
+            e.g. EfficientNet's grid tokens have none); projected to d.
     """
 
     num_queries: int = 32
     num_bottleneck_queries: int = 2
     qtransform_layers: int = 1
     bottleneck_layers: int = 1
-    query_init_std: float = 0.02
+    query_init_std: float = QUERY_INIT_STD
     gate_hidden_dim: int | None = None
     contrastive_pooling: str = "mean"
+    contrastive_projection: bool = False
+    contrastive_dim: int | None = None
+    contrastive_mask_same_label: bool = False
     contrastive_trains_encoders: bool = False
     init_temperature: float = 0.07
     max_logit_scale: float = 100.0
@@ -149,7 +173,8 @@ class FluidConfig(HeadConfig):
     use_gating: bool = True
     use_bottleneck: bool = True
     use_moe: bool = True
-    no_qtransform_pooling: str = "cls"
+    no_qtransform_pooling: str = "auto"
+    pooled_shortcut: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -165,8 +190,8 @@ class FluidConfig(HeadConfig):
         _check_choice("contrastive_pooling", self.contrastive_pooling, ("mean", "first"))
         _check_choice("moe_input", self.moe_input, ("flatten", "per-token"))
         _check_choice("moe_dispatch", self.moe_dispatch, ("auto", "sparse", "dense"))
-        _check_choice("no_qtransform_pooling", self.no_qtransform_pooling, ("cls", "mean"))
-        for name in ("gate_hidden_dim", "expert_hidden_dim"):
+        _check_choice("no_qtransform_pooling", self.no_qtransform_pooling, ("auto", "cls", "mean"))
+        for name in ("gate_hidden_dim", "expert_hidden_dim", "contrastive_dim"):
             v = getattr(self, name)
             _check(v is None or v > 0, f"{name} must be > 0 or None, got {v}")
         for name in ("ce_weight", "contrastive_weight", "moe_weight", "router_z_loss_weight"):
@@ -236,13 +261,12 @@ class UnimodalConfig(HeadConfig):
         modality: "image" or "text" (set by the registry entry).
         num_queries, qtransform_layers, query_init_std: as in FluidConfig.
         mlp_hidden_dim*: classifier MLP hidden width; None = hidden_dim.
-        modality_dropout: ignored (hiding the only modality would only teach the missing token).
     """
 
     modality: str = "text"
     num_queries: int = 32
     qtransform_layers: int = 1
-    query_init_std: float = 0.02
+    query_init_std: float = QUERY_INIT_STD
     mlp_hidden_dim: int | None = None
 
     def __post_init__(self) -> None:
@@ -265,7 +289,6 @@ class MoltConfig(HeadConfig):
         cca_weight: β (0.1); ce_weight is α (1).
         cca_decorrelation: weight of the within-view decorrelation term of the soft-CCA loss.
         fusion_hidden_dim: hidden width of the fusion MLP; None = 2 * hidden_dim.
-        modality_dropout: MOLT.md trains with modality dropout; 0.1 by default here.
     """
 
     hidden_dim: int = 256
@@ -276,7 +299,6 @@ class MoltConfig(HeadConfig):
     cca_decorrelation: float = 1.0
     ce_weight: float = 1.0
     fusion_hidden_dim: int | None = None
-    modality_dropout: float = 0.1
 
     def __post_init__(self) -> None:
         super().__post_init__()

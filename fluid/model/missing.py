@@ -1,11 +1,12 @@
-"""Missing modalities and padding: the learned "missing modality" token, masked pooling, modality dropout.
+"""Missing modalities and padding: the learned "missing modality" token and masked pooling.
 
 Design. A whole modality may be absent for a sample: ``tokens=None`` (absent for the whole batch) or a row
 of the mask that is all False. Attention over an all-masked row is a softmax over nothing (NaN), so
 before any head sees a sequence, :class:`MissingModalityToken` replaces each absent row by a sequence with
 **one valid position holding a learned vector** (normal init, std 0.02) and every other position masked.
 The rest of the head then runs unchanged; the learned vector tells it "nothing here", and with modality
-dropout (``modality_dropout`` in the configs) the head learns what to do with it.
+dropout (the run's ``modality_dropout``, applied by the training network before the head) the head learns what
+to do with it.
 
 Padding never leaks: :meth:`MissingModalityToken.forward` also zeroes every masked-out token, and every
 attention layer and pooling in this package uses the mask.
@@ -23,7 +24,6 @@ __all__ = [
     "masked_mean",
     "first_valid_token",
     "default_mask",
-    "drop_modalities",
 ]
 
 
@@ -128,29 +128,3 @@ def default_mask(tokens: Tensor | None, mask: Tensor | None) -> Tensor | None:
     if tokens is None:
         return None
     return torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-
-
-def drop_modalities(
-    image_mask: Tensor | None, text_mask: Tensor | None, p: float
-) -> tuple[Tensor | None, Tensor | None]:
-    """Modality dropout: with probability ``p`` per sample, hide the image or the text (50/50), never both.
-
-    Only samples that have both modalities are candidates; a None mask (modality absent for the whole
-    batch) stays None and makes no sample a candidate.
-
-    Args:
-        image_mask (Tensor | None): B x L_i bool (see :func:`default_mask`).
-        text_mask (Tensor | None): B x L_t bool.
-        p (float): per-sample drop probability.
-
-    Returns:
-        (image_mask, text_mask) with the dropped rows all False.
-    """
-    if p <= 0 or image_mask is None or text_mask is None:
-        return image_mask, text_mask
-    b, device = image_mask.shape[0], image_mask.device
-    both = image_mask.any(dim=1) & text_mask.any(dim=1)
-    drop = (torch.rand(b, device=device) < p) & both
-    drop_image = drop & (torch.rand(b, device=device) < 0.5)
-    drop_text = drop & ~drop_image
-    return image_mask & ~drop_image.unsqueeze(1), text_mask & ~drop_text.unsqueeze(1)

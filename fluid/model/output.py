@@ -29,6 +29,10 @@ class HeadOutput:
             0 for the experts not chosen; each row sums to 1 when top_k > 1 (with top_k = 1 it holds the router's
             raw top probability). With per-token routing, the mean over the item's routed vectors. FLUID family
             with the MoE only.
+        contrastive_logits (Tensor | None): B' x B' scaled image-text similarities of the B' items with both
+            modalities, left for ``head.loss`` to turn into the contrastive term when that term needs the labels
+            (FLUID with ``contrastive_mask_same_label``; then ``aux_losses`` has no ``"contrastive"``). Else None.
+        contrastive_pairs (Tensor | None): B bool, which items those B' rows are (with ``contrastive_logits``).
     """
 
     logits: Tensor
@@ -37,3 +41,5 @@ class HeadOutput:
     gate: Tensor | None = None
     expert_load: Tensor | None = None
     routing: Tensor | None = None
+    contrastive_logits: Tensor | None = None
+    contrastive_pairs: Tensor | None = None

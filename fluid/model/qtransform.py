@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .attention import CrossAttentionBlock
+from .config import QUERY_INIT_STD
 
 __all__ = ["QTransform"]
 
@@ -20,6 +21,12 @@ class QTransform(nn.Module):
     The first layer's queries are the same for every item: they stay 1 x l x d (broadcast over the batch) until
     the first attention, so their LayerNorm and projection W^Q run once per batch, not once per item.
 
+    The queries start the residual stream as they are (pre-LN: only the attention's input is normalised), so
+    their scale sets how much of each output is the query's own and how much the attention update, which has
+    an RMS of about 0.2-0.25 per coordinate at init on encoder tokens. With std 0.02 the update is ~10x larger
+    than the query, and an item's l outputs start almost identical (mean pairwise cosine 0.94-0.98 on the tiny
+    encoders' tokens); with the default std 0.3 both are about the same size (cosine 0.32-0.37).
+
     Args:
         input_dim (int): token width D of the attended sequence.
         hidden_dim (int): query width d.
@@ -28,7 +35,7 @@ class QTransform(nn.Module):
         num_layers (int): cross-attention blocks.
         ffn_dim (int): FFN hidden width.
         dropout (float): dropout.
-        query_init_std (float): queries ~ N(0, std²) at init (never zeros).
+        query_init_std (float): queries ~ N(0, std²) at init (never zeros; see above).
     """
 
     def __init__(
@@ -40,7 +47,7 @@ class QTransform(nn.Module):
         num_layers: int = 1,
         ffn_dim: int | None = None,
         dropout: float = 0.0,
-        query_init_std: float = 0.02,
+        query_init_std: float = QUERY_INIT_STD,
     ) -> None:
         super().__init__()
         if query_init_std <= 0:

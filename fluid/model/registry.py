@@ -48,7 +48,8 @@ def register_head(
 
     Args:
         name: registry name.
-        head_class: a :class:`Head` subclass taking (num_classes, image_dim, text_dim, config, name).
+        head_class: a :class:`Head` subclass taking (num_classes, image_dim, text_dim, config, name) and the
+            keywords ``image_has_cls``, ``text_has_cls`` (passed on to :class:`Head`).
         config_class: its config dataclass.
         preset: config values this entry fixes (e.g. ``{"use_gating": False}``).
         description: one line for listings.
@@ -76,14 +77,27 @@ def _spec(name: str) -> HeadSpec:
         raise ValueError(f"unknown head {name!r}; available heads: {', '.join(available_heads())}") from None
 
 
+def _reject_head_modality_dropout(overrides: dict[str, Any]) -> None:
+    """Heads once took ``modality_dropout`` (MoLT defaulted to 0.1) and stacked it on the run's own; now the run
+    level is the only place, so a head-level key (e.g. in an old ``config.yaml``'s ``head:``) is an error."""
+    if "modality_dropout" in overrides:
+        raise ValueError(
+            f"modality_dropout={overrides['modality_dropout']!r} is not a head option any more: modality dropout "
+            "is set once, for the run (RunConfig.modality_dropout, Classifier(modality_dropout=...), "
+            "`fluid train --modality-dropout`); remove it from the head options"
+        )
+
+
 def head_config(name: str, **overrides: Any) -> HeadConfig:
     """The config :func:`build_head` would use for ``name`` with these overrides.
 
     Raises:
-        ValueError: unknown head name, a bad value, or an override that contradicts the entry's preset.
+        ValueError: unknown head name, a bad value, an override that contradicts the entry's preset, or
+            ``modality_dropout`` (a run-level option, not a head's).
         TypeError: an override key that is not a config field (the message lists the valid keys).
     """
     spec = _spec(name)
+    _reject_head_modality_dropout(overrides)
     valid = [f.name for f in dataclasses.fields(spec.config_class)]
     unknown = [k for k in overrides if k not in valid]
     if unknown:
@@ -100,7 +114,16 @@ def head_config(name: str, **overrides: Any) -> HeadConfig:
     return spec.config_class(**{**spec.preset, **overrides})
 
 
-def build_head(name: str, num_classes: int, image_dim: int = 768, text_dim: int = 768, **overrides: Any) -> Head:
+def build_head(
+    name: str,
+    num_classes: int,
+    image_dim: int = 768,
+    text_dim: int = 768,
+    *,
+    image_has_cls: bool = True,
+    text_has_cls: bool = True,
+    **overrides: Any,
+) -> Head:
     """Build a registered head.
 
     Args:
@@ -108,8 +131,11 @@ def build_head(name: str, num_classes: int, image_dim: int = 768, text_dim: int 
         num_classes: C.
         image_dim: token width of the image encoder.
         text_dim: token width of the text encoder.
+        image_has_cls: whether the image encoder's sequences start with a CLS token (ViT: True; EfficientNet
+            grid tokens: False); the encoder's ``has_cls_token``. Read by ``no_qtransform_pooling="auto"``.
+        text_has_cls: the same for the text encoder (BERT: True).
         **overrides: config fields (see the head's config class); ``dataclasses.asdict(head.config)``
-            round-trips.
+            round-trips (with ``head.image_has_cls`` / ``head.text_has_cls`` passed back as given).
 
     Returns:
         Head: an ``nn.Module`` with ``.name``, ``.config``, ``.num_classes``, ``.image_dim``, ``.text_dim``,
@@ -118,7 +144,8 @@ def build_head(name: str, num_classes: int, image_dim: int = 768, text_dim: int 
     """
     spec = _spec(name)
     config = head_config(name, **overrides)
-    return spec.head_class(num_classes, image_dim, text_dim, config, name=name)
+    return spec.head_class(num_classes, image_dim, text_dim, config, name=name, image_has_cls=image_has_cls,
+                           text_has_cls=text_has_cls)
 
 
 register_head("fluid", FluidHead, FluidConfig, {}, "FLUID: Q-Transform, contrastive, gating, Q-Bottleneck, MoE")

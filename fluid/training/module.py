@@ -19,7 +19,8 @@ class ClassificationModule(pl.LightningModule):
     Args:
         network: the network to train.
         num_classes: C.
-        lr, weight_decay: AdamW settings (paper: 2e-5, 0.01).
+        lr, weight_decay: AdamW settings of the head (paper: 2e-5, 0.01).
+        encoder_lr: learning rate of trainable encoder parameters (None: ``lr``).
         warmup_steps: linear learning-rate warm-up (paper: none, 0).
         schedule: "constant" (paper: silent, so none) or "cosine" decay to 0 after the warm-up.
         seed: the random state (dropout, modality dropout) is re-seeded from (seed, step) at every step, so
@@ -31,10 +32,12 @@ class ClassificationModule(pl.LightningModule):
     """
 
     def __init__(self, network: MultimodalNetwork, num_classes: int, *, lr: float = 2e-5,
-                 weight_decay: float = 0.01, warmup_steps: int = 0, schedule: str = "constant", seed: int = 0):
+                 encoder_lr: float | None = None, weight_decay: float = 0.01, warmup_steps: int = 0,
+                 schedule: str = "constant", seed: int = 0):
         super().__init__()
         self.network = network
         self.lr = lr
+        self.encoder_lr = lr if encoder_lr is None else encoder_lr
         self.weight_decay = weight_decay
         self.warmup_steps = warmup_steps
         if schedule not in ("constant", "cosine"):
@@ -54,6 +57,22 @@ class ClassificationModule(pl.LightningModule):
             reason = unreadable_image_reason(item_problems)
             if reason is not None:
                 seen.setdefault(int(index), reason)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Frozen encoder weights stay out of checkpoints (they are reloaded from their source): a checkpoint of
+        a head on frozen mBERT + ViT-B holds the head, not 1 GB of encoders."""
+        frozen = self._frozen_parameter_names()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Puts this module's own frozen weights back into a checkpoint saved without them."""
+        state = checkpoint["state_dict"]
+        own = self.state_dict()
+        for name in self._frozen_parameter_names() - set(state):
+            state[name] = own[name]
+
+    def _frozen_parameter_names(self) -> set[str]:
+        return {name for name, p in self.named_parameters() if not p.requires_grad}
 
     def forward(self, batch: dict):
         return self.network(batch)
@@ -89,14 +108,44 @@ class ClassificationModule(pl.LightningModule):
         self.log("val_macro_f1", self.val_macro_f1, on_epoch=True, prog_bar=True, batch_size=batch_size)
 
     def configure_optimizers(self):
-        params = [p for p in self.network.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        groups = parameter_groups(self.network, lr=self.lr, encoder_lr=self.encoder_lr,
+                                  weight_decay=self.weight_decay)
+        optimizer = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
         if self.schedule == "constant" and self.warmup_steps <= 0:
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, partial(lr_factor, warmup=self.warmup_steps, total=total, schedule=self.schedule))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+#: Parameter names (last component) never decayed, whatever their shape: learned tokens and temperatures, and
+#: the stacked MoE experts' biases (E x h, so not caught by the 1-D rule).
+NO_DECAY_NAMES = frozenset({"queries", "token", "logit_scale", "b1", "b2"})
+
+
+def decays(name: str, parameter: torch.Tensor) -> bool:
+    """Whether weight decay applies: to weight matrices, not to biases, norms, query / missing-modality tokens
+    or the contrastive temperature (standard practice: decaying them pulls them to 0 for no benefit)."""
+    return parameter.ndim >= 2 and name.rsplit(".", 1)[-1] not in NO_DECAY_NAMES
+
+
+def parameter_groups(network: MultimodalNetwork, *, lr: float, encoder_lr: float, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups of the trainable parameters: (head | encoders) x (decayed | not decayed).
+
+    The randomly initialised head learns at ``lr``; trainable encoder layers at ``encoder_lr``. Empty groups are
+    left out; each group carries a ``name`` ("head", "head-no-decay", "encoders", "encoders-no-decay")."""
+    groups: dict[str, dict] = {}
+    for name, parameter in network.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        part = "head" if name.startswith("head.") else "encoders"
+        decayed = decays(name, parameter)
+        key = part if decayed else f"{part}-no-decay"
+        group = groups.setdefault(key, {"name": key, "params": [], "lr": lr if part == "head" else encoder_lr,
+                                        "weight_decay": weight_decay if decayed else 0.0})
+        group["params"].append(parameter)
+    return list(groups.values())
 
 
 def lr_factor(step: int, *, warmup: int, total: int, schedule: str) -> float:

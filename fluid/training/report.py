@@ -158,6 +158,24 @@ def robustness_table(evaluations: dict[str, dict], reference: str = "test") -> s
     return "\n".join(lines) + "\n"
 
 
+def floor_lines(run: dict) -> list[str]:
+    """The report's section on the classical floor and on model="auto"'s choice (empty when the run has neither)."""
+    lines = []
+    floor = run.get("floor")
+    if floor:
+        verdict = "better" if floor["deep_minus_floor"] >= 0 else "**worse**"
+        lines += ["\n## Against the classical floor (validation, %)\n",
+                  f"The classical `{floor['model']}` was fitted on the same training split"
+                  + (f" (a stratified sample of {floor['n_train']} items)" if floor["sampled"] else "")
+                  + f"; on {floor['compared_on']} the deep model is {verdict} by "
+                    f"{100 * abs(floor['deep_minus_floor']):.1f} points.\n",
+                  metrics_table({"this model": run["validation"], f"floor: {floor['model']}": floor["validation"]})]
+    selection = run.get("selection")
+    if selection:
+        lines += ["\n## Model selection (`model: auto`)\n", f"Kept `{selection['chosen']}`: {selection['reason']}.\n"]
+    return lines
+
+
 def write_report(run_dir: str | Path) -> Path:
     """(Re)builds ``run_dir/report.md`` and ``run_dir/plots/*.png`` from the run's JSON files.
 
@@ -197,6 +215,7 @@ def write_report(run_dir: str | Path) -> Path:
         "\n## Metrics (%)\n",
         metrics_table(evaluations),
     ]
+    lines += floor_lines(run)
     robustness = robustness_table(evaluations)
     if robustness:
         lines += ["\n## Robustness: missing and corrupted input (%)\n",

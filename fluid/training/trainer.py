@@ -98,8 +98,9 @@ def train_network(network: MultimodalNetwork, cfg: RunConfig, *, num_classes: in
     Checkpoints go to ``run_dir/checkpoints`` (``last.ckpt`` every epoch and on interruption, ``best.ckpt``
     for the best ``cfg.monitor``); the per-epoch log to ``run_dir/log/metrics.csv``.
     """
-    module = ClassificationModule(network, num_classes, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  warmup_steps=cfg.warmup_steps, schedule=cfg.schedule, seed=cfg.seed)
+    module = ClassificationModule(network, num_classes, lr=cfg.lr, encoder_lr=cfg.encoder_lr,
+                                  weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
+                                  schedule=cfg.schedule, seed=cfg.seed)
     checkpoint_dir = run_dir / CHECKPOINT_DIR
     mode = _monitor_mode(cfg.monitor)
     best = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=cfg.monitor, mode=mode,
@@ -141,6 +142,7 @@ def train_network(network: MultimodalNetwork, cfg: RunConfig, *, num_classes: in
     best_epoch = None
     if best_path is not None and best_path.exists():
         checkpoint = load_checkpoint(best_path)
+        module.on_load_checkpoint(checkpoint)
         module.load_state_dict(checkpoint["state_dict"])
         best_epoch = int(checkpoint.get("epoch", 0)) + 1
     network.cpu()

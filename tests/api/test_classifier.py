@@ -163,3 +163,17 @@ def test_predict_on_a_file_without_the_label_column(fitted, product_frame, tmp_p
     assert clone_root == str(root)
     labels = fitted.predict(str(tmp_path / "new.csv"))
     assert len(labels) == len(unlabelled) and set(labels) <= set(fitted.classes_)
+
+
+def test_checkpoints_leave_frozen_encoders_out_and_still_resume_exactly(product_frame, tmp_path):
+    """A frozen encoder is reloaded from its source, so its weights are not written to every checkpoint (with
+    mBERT + ViT-B that was ~1 GB per file); resuming puts them back."""
+    frame, root = product_frame
+    frozen = {"freeze": True, "feature_cache": str(tmp_path / "cache")}
+    whole = make(root, path=str(tmp_path / "whole"), **frozen).fit(frame, epochs=2, progress=False, verbose=False)
+    make(root, path=str(tmp_path / "part"), **frozen).fit(frame, epochs=1, progress=False, verbose=False)
+    saved = torch.load(tmp_path / "part" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert saved and all(key.startswith("network.head.") for key in saved), sorted(saved)[:5]
+    resumed = make(root, path=str(tmp_path / "part"), **frozen).fit(frame, epochs=2, resume=True, progress=False,
+                                                                     verbose=False)
+    pd.testing.assert_frame_equal(whole.predict_proba(frame), resumed.predict_proba(frame), check_exact=True)

@@ -178,3 +178,26 @@ def test_predict_batch_writes_every_row_in_order(trained, catalogue, tmp_path, s
     assert scores.loc[scores["id"] == "missing-image", "missing"].item() == "image"
     assert not (tmp_path / f"scores{suffix}.tmp").exists()
     assert "1 rows of the input could not be read" in result.output  # the bad row is reported, not lost
+
+
+def test_train_prints_the_floor_and_recipe_paper_applies_the_papers_numbers(catalogue, trained, tmp_path):
+    assert json.loads((trained / "metrics.json").read_text())["floor"]["model"] == "tfidf-image-logreg"
+    out = tmp_path / "paper"
+    result = runner.invoke(app, _train_args(catalogue, out) + ["--recipe", "paper", "--epochs", "1", "--no-floor"])
+    assert result.exit_code == 0, result.output
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["recipe"] == "paper"
+    assert (config["schedule"], config["warmup_steps"], config["patience"], config["weight_decay"]) == (
+        "constant", 0, 0, 0.01)
+    assert config["epochs"] == 1 and config["batch_size"] == TINY_CONFIG["batch_size"]  # options win
+    recipe = json.loads((out / "recipe.json").read_text())
+    sources = {c["key"]: c["source"] for c in recipe["choices"]}
+    assert sources["epochs"] == "you" and sources["schedule"] == "recipe paper"
+    assert "floor" not in json.loads((out / "metrics.json").read_text())
+
+
+def test_train_summary_shows_the_floor_row(catalogue, tmp_path):
+    result = runner.invoke(app, _train_args(catalogue, tmp_path / "run") + ["--epochs", "1"],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "floor: tfidf-image-logreg" in result.output

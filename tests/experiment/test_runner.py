@@ -42,13 +42,41 @@ def test_plan_rows_configs_and_variants(tmp_path):
         ("fluid", 0), ("fluid", 1), ("fluid +md", 0), ("fluid +md", 1),
         ("fluid-no-contrastive", 0), ("fluid-no-contrastive", 1), ("tfidf-logreg", 0)]
     fluid = rows[0].config
-    assert "contrastive_weight" not in fluid["head"]  # the head's default: the paper's 1/3
+    assert fluid["head"] == {"contrastive_weight": 1 / 3}  # the paper's, not auto's 0 for scratch encoders
+    assert fluid["floor"] is False and fluid["recipe"] == "auto"
     assert fluid["modality_dropout"] == 0.0 and rows[2].config["modality_dropout"] == 0.3
     assert fluid["text_encoder"] == "tiny" and fluid["epochs"] == 10 and fluid["seed"] == 0
     assert rows[1].config["seed"] == 1
     assert len({r.key for r in rows}) == len(rows)
     with pytest.raises(ValueError, match="unknown systems \\['nope'\\]"):
         ExperimentSettings(out=str(tmp_path), models=["nope"]).resolved()
+
+
+def test_rows_say_the_only_modality_dropout_they_train_with(tmp_path):
+    """The run-level rate stored with a row is all it trains with: no head (MoLT had 0.1 of its own, stacked on
+    the run's, while its base row read "plain") hides a modality by itself."""
+    from fluid.baselines import is_classical
+    from fluid.experiment.report import training_label
+    from fluid.model import head_config
+
+    settings = ExperimentSettings(out=str(tmp_path), models=["molt", "fluid", "tfidf-image-logreg"], seeds=1,
+                                  dropout_models=["molt", "tfidf-image-logreg"]).resolved()
+    rows = plan_rows(settings)
+    assert [r.system for r in rows] == ["molt", "molt +md", "fluid", "tfidf-image-logreg",
+                                        "tfidf-image-logreg +md"]
+    for row in rows:
+        rate = 0.3 if row.variant == "modality-dropout" else 0.0
+        assert row.config["modality_dropout"] == rate, row.system
+        assert training_label(row.config) == ("modality dropout 0.3" if rate else "none")
+        if not is_classical(row.model):
+            assert not hasattr(head_config(row.model, **row.config["head"]), "modality_dropout"), row.system
+
+
+def test_row_fingerprint_covers_the_model_code_revision(tmp_path, monkeypatch):
+    row = plan_rows(ExperimentSettings(out=str(tmp_path), models=["molt"], seeds=1, dropout_models=[]).resolved())[0]
+    before = row.fingerprint("split")
+    monkeypatch.setattr(runner_module, "ROW_REVISION", runner_module.ROW_REVISION + 1)
+    assert row.fingerprint("split") != before
 
 
 @pytest.mark.slow

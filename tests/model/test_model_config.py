@@ -39,8 +39,10 @@ def test_fluid_defaults_are_the_paper_numbers():
     assert (c.hidden_dim, c.num_queries, c.num_bottleneck_queries) == (768, 32, 2)
     assert (c.num_experts, c.top_k) == (16, 2)
     assert c.ce_weight == c.contrastive_weight == c.moe_weight == pytest.approx(1 / 3)
-    assert (c.num_heads, c.qtransform_layers, c.query_init_std, c.dropout) == (8, 1, 0.02, 0.1)
+    assert (c.num_heads, c.qtransform_layers, c.query_init_std, c.dropout) == (8, 1, 0.3, 0.1)
     assert c.moe_input == "flatten" and c.contrastive_pooling == "mean"
+    assert not c.contrastive_projection and not c.contrastive_mask_same_label and c.contrastive_dim is None
+    assert c.no_qtransform_pooling == "auto"
     assert c.init_temperature == 0.07 and c.max_logit_scale == 100.0 and c.learnable_temperature
     assert c.router_z_loss_weight == 0.0 and c.encoder_layers == 1
     assert all([c.use_contrastive, c.use_qtransform, c.use_gating, c.use_bottleneck, c.use_moe])

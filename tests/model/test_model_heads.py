@@ -8,6 +8,9 @@ import pytest
 import torch
 
 from fluid.model import HeadOutput, available_heads, build_head
+from fluid.model.cca import soft_cca_loss
+from fluid.model.contrastive import contrastive_loss, info_nce, same_label_negatives
+from fluid.model.missing import masked_mean
 
 IMAGE_DIM, TEXT_DIM, C = 24, 40, 3
 HEADS = available_heads()
@@ -16,7 +19,7 @@ FLUID_FAMILY = [n for n in HEADS if n.startswith("fluid")]
 
 def tiny(name: str, **extra) -> dict:
     """Small dims for fast tests (d=32, l=4, 4 experts), no dropout."""
-    over = dict(hidden_dim=32, num_heads=4, dropout=0.0, ffn_dim=64, modality_dropout=0.0)
+    over = dict(hidden_dim=32, num_heads=4, dropout=0.0, ffn_dim=64)
     if name.startswith("fluid"):
         over.update(num_queries=4, num_experts=4, top_k=2, expert_hidden_dim=32, gate_hidden_dim=16)
     elif name in ("blip2", "image-only", "text-only"):
@@ -310,20 +313,137 @@ def test_molt_cca_skips_samples_missing_a_side():
         assert float(out.aux_losses["cca"]) > 0.0
 
 
-@pytest.mark.parametrize("name", ["fluid", "molt", "early-fusion"])
-def test_modality_dropout_only_in_training(name):
-    head = make(name, modality_dropout=1.0)
-    image, text, im, tm = batch()
-    head.eval()
+@pytest.mark.parametrize("name", HEADS)
+def test_heads_have_no_modality_dropout_of_their_own(name):
+    """Modality dropout is set once, for the run (MultimodalNetwork): a head never hides a modality in training
+    (MoLT used to, at 0.1 by default, on top of the run's), and a head-level key names the run-level option."""
+    with pytest.raises(ValueError, match="RunConfig.modality_dropout"):
+        build_head(name, C, IMAGE_DIM, TEXT_DIM, modality_dropout=0.1)
+    head = make(name)  # no dropout: training and evaluation mode compute the same function
+    image, text, im, tm = batch(b=32)
+    tokens = inputs_for(head, image, text)
     with torch.no_grad():
-        a = head(image, text, im, tm).logits
-        b = head(image, text, im, tm).logits
-    torch.testing.assert_close(a, b)
-    head.train()
+        training = head.train()(*tokens, im, tm).logits
+        evaluation = head.eval()(*tokens, im, tm).logits
+    torch.testing.assert_close(training, evaluation)
+
+
+def test_molt_cca_reads_the_translated_streams_before_cross_attention():
+    head = make("molt").eval()
+    with torch.no_grad():  # make the cross-attention mix hard: each stream then mostly holds the other modality
+        for block in [*head.image_to_text, *head.text_to_image]:
+            block.attn.out_proj.weight.mul_(20.0)
+    translated: dict[str, list[torch.Tensor]] = {"image": [], "text": []}
+    for key, projections in (("image", head.image_proj), ("text", head.text_proj)):
+        for projection in projections:
+            projection.register_forward_hook(lambda module, args, out, key=key: translated[key].append(out))
+    image, text, im, tm = batch(b=6)
+    tm[2] = False  # no text: left out of the CCA
+    with torch.no_grad():
+        out = head(*inputs_for(head, image, text), im, tm)
+    both = im.any(1) & tm.any(1)
+    per_layer = [soft_cca_loss(masked_mean(i, im)[both], masked_mean(t, tm)[both], head.config.cca_decorrelation)
+                 for i, t in zip(translated["image"], translated["text"])]
+    assert len(per_layer) == head.config.encoder_layers
+    torch.testing.assert_close(out.aux_losses["cca"], head.config.cca_weight * torch.stack(per_layer).mean())
+
+
+def test_fluid_no_qtransform_auto_pooling_follows_the_cls_token():
+    """"auto": the first token where the encoder puts a CLS token there (ViT, BERT), the masked mean where it
+    does not (EfficientNet's grid tokens: token 0 is the top-left cell)."""
+    image, text, im, tm = batch()
+    auto_cls = make("fluid-no-qtransform").eval()
+    auto_grid = make("fluid-no-qtransform", image_has_cls=False, text_has_cls=False).eval()
+    cls = make("fluid-no-qtransform", no_qtransform_pooling="cls").eval()
+    mean = make("fluid-no-qtransform", no_qtransform_pooling="mean").eval()
+    assert auto_cls.config.no_qtransform_pooling == "auto"
+    for head in (auto_grid, cls, mean):
+        head.load_state_dict(auto_cls.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(auto_cls(image, text, im, tm).logits, cls(image, text, im, tm).logits)
+        torch.testing.assert_close(auto_grid(image, text, im, tm).logits, mean(image, text, im, tm).logits)
+        summary = auto_grid.image_summary
+        expected = summary.norm(summary.proj(masked_mean(image, im))).unsqueeze(1)
+        torch.testing.assert_close(summary(image, im), expected)
+        corner = summary.norm(summary.proj(image[:, 0])).unsqueeze(1)
+        assert not torch.allclose(summary(image, im), corner)
+    mixed = make("fluid-no-qtransform", image_has_cls=False)
+    assert (mixed.image_summary.pooling, mixed.text_summary.pooling) == ("mean", "cls")
+    assert (mixed.image_has_cls, mixed.text_has_cls) == (False, True)
+
+
+# -- contrastive switches -------------------------------------------------------------------------------------
+
+def test_fluid_contrastive_defaults_are_the_plain_loss_bit_for_bit():
+    """Both switches off (the paper): no new parameters, and the term is λ2 · CLIP InfoNCE of the query means."""
+    head = make("fluid", contrastive_weight=0.5).eval()
+    assert not any("contrastive_projection" in k for k in head.state_dict())
+    image, text, im, tm = batch()
+    with torch.no_grad():
+        out = head(image, text, im, tm)
+        image_n = head.image_summary(*head.image_missing(image, im, 4)[:2]).mean(dim=1)
+        text_n = head.text_summary(*head.text_missing(text, tm, 4)[:2]).mean(dim=1)
+        logits = (torch.nn.functional.normalize(image_n, dim=-1) @ torch.nn.functional.normalize(text_n, dim=-1).t()
+                  / head.contrastive.temperature())
+        target = torch.arange(4)
+        plain = 0.5 * (torch.nn.functional.cross_entropy(logits, target)
+                       + torch.nn.functional.cross_entropy(logits.t(), target))
+    assert torch.equal(out.aux_losses["contrastive"], 0.5 * plain)
+    assert out.contrastive_logits is None and out.contrastive_pairs is None
+
+
+def test_fluid_contrastive_mask_same_label_is_finished_by_the_loss():
+    image, text, im, tm = batch()
+    plain = make("fluid").eval()
+    masked = make("fluid", contrastive_mask_same_label=True).eval()
+    masked.load_state_dict(plain.state_dict())  # same parameters: the switch adds none
+    with torch.no_grad():
+        a, b = plain(image, text, im, tm), masked(image, text, im, tm)
+    assert "contrastive" not in b.aux_losses and b.contrastive_logits.shape == (4, 4)
+    distinct = torch.tensor([0, 1, 2, -1])
+    assert torch.equal(masked.loss(b, distinct)["contrastive"], plain.loss(a, distinct)["contrastive"])
+    shared = torch.tensor([0, 0, 2, 0])
+    exclude = same_label_negatives(shared)
+    expected = masked.config.contrastive_weight * info_nce(b.contrastive_logits, exclude)
+    parts = masked.loss(b, shared)
+    torch.testing.assert_close(parts["contrastive"], expected)
+    assert float(parts["contrastive"]) < float(plain.loss(a, shared)["contrastive"])
+    torch.testing.assert_close(parts["loss"], masked.config.ce_weight * parts["ce"] + parts["contrastive"]
+                               + parts["moe_balance"])
+    im[0] = False  # item 0 loses its image: the similarities cover items 1-3, and so do the labels
+    with torch.no_grad():
+        c = masked(image, text, im, tm)
+    assert c.contrastive_logits.shape == (3, 3) and c.contrastive_pairs.tolist() == [False, True, True, True]
+    torch.testing.assert_close(masked.loss(c, shared)["contrastive"], masked.config.contrastive_weight
+                               * info_nce(c.contrastive_logits, same_label_negatives(shared[1:])))
+    assert masked(image, text, im, tm, aux_losses=False).contrastive_logits is None
+
+
+def test_fluid_contrastive_projection_is_contrasted_and_trained():
+    image, text, im, tm = batch()
+    head = make("fluid", contrastive_projection=True, contrastive_dim=12)
+    assert head.contrastive_projection.image.weight.shape == (12, 32)
     out = head(image, text, im, tm)
-    assert finite(out)
-    if "contrastive" in out.aux_losses:  # every sample lost one side
-        assert out.aux_losses["contrastive"].item() == 0.0
+    with torch.no_grad():
+        image_vec = head.image_summary(*head.image_missing(image, im, 4)[:2]).mean(dim=1)
+        text_vec = head.text_summary(*head.text_missing(text, tm, 4)[:2]).mean(dim=1)
+        projected = contrastive_loss(*head.contrastive_projection(image_vec, text_vec), head.contrastive.temperature())
+        unprojected = contrastive_loss(image_vec, text_vec, head.contrastive.temperature())
+    torch.testing.assert_close(out.aux_losses["contrastive"], head.config.contrastive_weight * projected)
+    assert not torch.allclose(projected, unprojected)
+    head.loss(out, torch.tensor([0, 1, 2, 0]))["loss"].backward()
+    for weight in (head.contrastive_projection.image.weight, head.contrastive_projection.text.weight):
+        assert weight.grad is not None and weight.grad.abs().sum() > 0
+    assert make("fluid", contrastive_projection=True).contrastive_projection.text.weight.shape == (32, 32)
+    assert make("fluid-no-contrastive", contrastive_projection=True).contrastive_projection is None
+
+
+def test_fluid_with_both_contrastive_switches_uses_every_parameter():
+    head = make("fluid", contrastive_projection=True, contrastive_mask_same_label=True)
+    image, text, im, tm = batch()
+    head.loss(head(image, text, im, tm), torch.tensor([0, 0, 1, 2]))["loss"].backward()
+    unused = [n for n, p in head.named_parameters() if p.grad is None]
+    assert not unused, unused
 
 
 @pytest.mark.parametrize("name", HEADS)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fluid.model.cca import soft_cca_loss
-from fluid.model.contrastive import ContrastiveLoss, contrastive_loss
+from fluid.model.contrastive import ContrastiveLoss, contrastive_loss, info_nce, same_label_negatives
 from fluid.model.moe import expert_usage, load_balancing_loss, router_z_loss
 
 
@@ -107,6 +107,48 @@ def test_contrastive_module_skips_incomplete_pairs():
     torch.testing.assert_close(loss(x, y, valid), expected)
     assert (loss(x, y, torch.tensor([True, False, False, False]))).item() == 0.0
     assert (loss(x[:1], y[:1])).item() == 0.0
+
+
+def test_same_label_negatives_marks_off_diagonal_pairs_of_one_label():
+    labels = torch.tensor([0, 0, 1, -1, -1])
+    got = same_label_negatives(labels)
+    expected = torch.zeros(5, 5, dtype=torch.bool)
+    expected[0, 1] = expected[1, 0] = True  # unlabelled items (-1) share their label with nobody
+    assert torch.equal(got, expected)
+
+
+def test_masked_info_nce_on_three_items_matches_the_formula():
+    """Items 0 and 1 share a label: S[0, 1] and S[1, 0] leave both softmaxes (they are not negatives)."""
+    s = [[2.0, 1.5, -0.5], [0.3, 1.0, 0.2], [-1.0, 0.4, 0.8]]
+    exclude = same_label_negatives(torch.tensor([4, 4, 7]))
+    got = info_nce(torch.tensor(s, dtype=torch.float64), exclude)
+
+    def ce(positive: float, others: list[float]) -> float:
+        return -positive + math.log(sum(math.exp(v) for v in [positive, *others]))
+
+    rows = [ce(s[0][0], [s[0][2]]), ce(s[1][1], [s[1][2]]), ce(s[2][2], [s[2][0], s[2][1]])]
+    cols = [ce(s[0][0], [s[2][0]]), ce(s[1][1], [s[2][1]]), ce(s[2][2], [s[0][2], s[1][2]])]
+    assert float(got) == pytest.approx(0.5 * (sum(rows) / 3 + sum(cols) / 3), rel=1e-12)
+    unmasked = info_nce(torch.tensor(s, dtype=torch.float64))
+    assert float(got) < float(unmasked)
+
+
+def test_info_nce_without_exclusions_is_the_contrastive_loss_bit_for_bit():
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 8), torch.randn(6, 8)
+    logits = torch.nn.functional.normalize(x, dim=-1) @ torch.nn.functional.normalize(y, dim=-1).t() / 0.07
+    nothing = torch.zeros(6, 6, dtype=torch.bool)
+    assert torch.equal(info_nce(logits, nothing), contrastive_loss(x, y, 0.07))
+    assert torch.equal(info_nce(logits), contrastive_loss(x, y, 0.07))
+
+
+def test_contrastive_module_split_form_equals_forward():
+    loss = ContrastiveLoss()
+    x, y = torch.randn(4, 8), torch.randn(4, 8)
+    valid = torch.tensor([True, False, True, True])
+    torch.testing.assert_close(loss.loss(loss.similarities(x, y, valid)), loss(x, y, valid), rtol=0, atol=0)
+    one = loss.similarities(x, y, torch.tensor([True, False, False, False]))
+    assert one.shape == (1, 1) and loss.loss(one).item() == 0.0
 
 
 def test_temperature_init_and_clamp():

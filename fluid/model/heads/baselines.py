@@ -24,8 +24,9 @@ class EarlyFusionHead(Head):
 
     config_class = EarlyFusionConfig
 
-    def __init__(self, num_classes: int, image_dim: int, text_dim: int, config: EarlyFusionConfig, name: str = "early-fusion") -> None:
-        super().__init__(num_classes, image_dim, text_dim, config, name)
+    def __init__(self, num_classes: int, image_dim: int, text_dim: int, config: EarlyFusionConfig, name: str = "early-fusion",
+                 **cls_tokens: bool) -> None:
+        super().__init__(num_classes, image_dim, text_dim, config, name, **cls_tokens)
         c = config
         self.image_missing = MissingModalityToken(image_dim, c.missing_token_std)
         self.text_missing = MissingModalityToken(text_dim, c.missing_token_std)
@@ -54,8 +55,9 @@ class ImprovedAttentionHead(Head):
 
     config_class = ImprovedAttentionConfig
 
-    def __init__(self, num_classes: int, image_dim: int, text_dim: int, config: ImprovedAttentionConfig, name: str = "improved-attention") -> None:
-        super().__init__(num_classes, image_dim, text_dim, config, name)
+    def __init__(self, num_classes: int, image_dim: int, text_dim: int, config: ImprovedAttentionConfig, name: str = "improved-attention",
+                 **cls_tokens: bool) -> None:
+        super().__init__(num_classes, image_dim, text_dim, config, name, **cls_tokens)
         c = config
         d = c.hidden_dim
         self.image_missing = MissingModalityToken(image_dim, c.missing_token_std)
@@ -136,8 +138,9 @@ class Blip2Head(Head):
 
     config_class = Blip2Config
 
-    def __init__(self, num_classes: int, image_dim: int, text_dim: int, config: Blip2Config, name: str = "blip2") -> None:
-        super().__init__(num_classes, image_dim, text_dim, config, name)
+    def __init__(self, num_classes: int, image_dim: int, text_dim: int, config: Blip2Config, name: str = "blip2",
+                 **cls_tokens: bool) -> None:
+        super().__init__(num_classes, image_dim, text_dim, config, name, **cls_tokens)
         c = config
         d = c.hidden_dim
         self.image_missing = MissingModalityToken(image_dim, c.missing_token_std)

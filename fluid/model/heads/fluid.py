@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from ..bottleneck import QBottleneck
 from ..config import FluidConfig
-from ..contrastive import ContrastiveLoss
+from ..contrastive import ContrastiveLoss, ContrastiveProjection, same_label_negatives
 from ..gating import GatedFusion
 from ..missing import MissingModalityToken, first_valid_token, masked_mean
 from ..mlp import MLP
@@ -18,15 +19,26 @@ from .base import Head, TokenInput, full_gate
 __all__ = ["FluidHead"]
 
 
+def summary_pooling(pooling: str, has_cls: bool) -> str:
+    """The pooling of :class:`TokenSummary` for one modality: "auto" becomes "cls" where the encoder's
+    sequences start with a CLS token and "mean" where they do not (e.g. a CNN's grid tokens, whose first
+    token is one corner of the image); "cls" and "mean" stay as they are."""
+    if pooling != "auto":
+        return pooling
+    return "cls" if has_cls else "mean"
+
+
 class TokenSummary(nn.Module):
     """``use_qtransform=False``: one token per sequence (first valid / masked mean), projected to d.
 
     Args:
-        input_dim (int): D. hidden_dim (int): d. pooling (str): "cls" or "mean".
+        input_dim (int): D. hidden_dim (int): d. pooling (str): "cls" or "mean" (see :func:`summary_pooling`).
     """
 
     def __init__(self, input_dim: int, hidden_dim: int, pooling: str) -> None:
         super().__init__()
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
         self.pooling = pooling
         self.proj = nn.Linear(input_dim, hidden_dim)
         self.norm = nn.LayerNorm(hidden_dim)
@@ -35,6 +47,28 @@ class TokenSummary(nn.Module):
         """tokens (Tensor): B x L x D, mask (Tensor): B x L -> B x 1 x d."""
         pooled = first_valid_token(tokens, mask) if self.pooling == "cls" else masked_mean(tokens, mask)
         return self.norm(self.proj(pooled)).unsqueeze(1)
+
+
+class PooledShortcut(nn.Module):
+    """``pooled_shortcut``: logits from the pooled encoder tokens, added to the head's.
+
+    Args:
+        image_dim (int): D_i. text_dim (int): D_t. num_classes (int): C.
+
+    Forward: image B x L_i x D_i, image_mask B x L_i, text B x L_t x D_t, text_mask B x L_t (after the
+    missing-modality token has replaced absent sequences) -> B x C = W [LN(mean(image)); LN(mean(text))] + b.
+    """
+
+    def __init__(self, image_dim: int, text_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.image_norm = nn.LayerNorm(image_dim)
+        self.text_norm = nn.LayerNorm(text_dim)
+        self.classifier = nn.Linear(image_dim + text_dim, num_classes)
+
+    def forward(self, image: Tensor, image_mask: Tensor, text: Tensor, text_mask: Tensor) -> Tensor:
+        pooled = torch.cat([self.image_norm(masked_mean(image, image_mask)),
+                            self.text_norm(masked_mean(text, text_mask))], dim=-1)
+        return self.classifier(pooled)
 
 
 class FluidHead(Head):
@@ -51,13 +85,17 @@ class FluidHead(Head):
         HeadOutput: logits B x C; aux_losses "contrastive" (λ2·L_contrast), "moe_balance" (λ3·L_MoE) and,
         if enabled, "router_z" (empty with ``aux_losses=False``); embedding B x (n·d) = flattened F'
         (n = num_bottleneck_queries, or 1 without the bottleneck); gate B x l; expert_load E and routing B x E
-        (None without the MoE).
+        (None without the MoE). With ``contrastive_mask_same_label`` the contrastive term needs the labels:
+        forward leaves ``contrastive_logits`` / ``contrastive_pairs`` and ``loss`` adds "contrastive".
+
+    ``image_has_cls`` / ``text_has_cls`` (see :class:`Head`) resolve ``no_qtransform_pooling="auto"``.
     """
 
     config_class = FluidConfig
 
-    def __init__(self, num_classes: int, image_dim: int, text_dim: int, config: FluidConfig, name: str = "fluid") -> None:
-        super().__init__(num_classes, image_dim, text_dim, config, name)
+    def __init__(self, num_classes: int, image_dim: int, text_dim: int, config: FluidConfig, name: str = "fluid",
+                 **cls_tokens: bool) -> None:
+        super().__init__(num_classes, image_dim, text_dim, config, name, **cls_tokens)
         c = config
         d = c.hidden_dim
         self.image_missing = MissingModalityToken(image_dim, c.missing_token_std)
@@ -71,13 +109,16 @@ class FluidHead(Head):
             )
             self.num_tokens = c.num_queries
         else:
-            self.image_summary = TokenSummary(image_dim, d, c.no_qtransform_pooling)
-            self.text_summary = TokenSummary(text_dim, d, c.no_qtransform_pooling)
+            self.image_summary = TokenSummary(image_dim, d, summary_pooling(c.no_qtransform_pooling, self.image_has_cls))
+            self.text_summary = TokenSummary(text_dim, d, summary_pooling(c.no_qtransform_pooling, self.text_has_cls))
             self.num_tokens = 1
         self.contrastive = (
             ContrastiveLoss(c.init_temperature, c.max_logit_scale, c.learnable_temperature)
             if c.use_contrastive
             else None
+        )
+        self.contrastive_projection = (
+            ContrastiveProjection(d, c.contrastive_dim or d) if c.use_contrastive and c.contrastive_projection else None
         )
         self.gating = GatedFusion(d, c.gate_hidden_dim or d, c.dropout) if c.use_gating else None
         if c.use_bottleneck:
@@ -91,6 +132,7 @@ class FluidHead(Head):
         self.embedding_dim = self.num_fused * d
         in_dim = d if c.moe_input == "per-token" else self.embedding_dim
         hidden = c.expert_hidden_dim or d
+        self.shortcut = PooledShortcut(image_dim, text_dim, num_classes) if c.pooled_shortcut else None
         if c.use_moe:
             self.moe = MixtureOfExperts(
                 in_dim, hidden, num_classes, c.num_experts, c.top_k, c.dropout, c.moe_dispatch,
@@ -120,17 +162,19 @@ class FluidHead(Head):
         text_n = self.text_summary(text, text_mask)  # B x l x d (T_n)
 
         aux: dict[str, Tensor] = {}
+        contrastive_logits = contrastive_pairs = None
         if self.contrastive is not None and aux_losses:
             img_c, txt_c = image_n, text_n
             if not c.contrastive_trains_encoders and _requires_grad(image_tokens, text_tokens):
                 # A second, cheap Q-Transform pass on detached tokens: the loss shapes the head only.
                 img_c = self.image_summary(image.detach(), image_mask)
                 txt_c = self.text_summary(text.detach(), text_mask)
-            if c.contrastive_pooling == "mean":
-                img_vec, txt_vec = img_c.mean(dim=1), txt_c.mean(dim=1)
+            img_vec, txt_vec = self._contrasted(img_c, txt_c)
+            pairs = image_present & text_present
+            if c.contrastive_mask_same_label:  # the negatives depend on the labels: head.loss finishes the term
+                contrastive_logits, contrastive_pairs = self.contrastive.similarities(img_vec, txt_vec, pairs), pairs
             else:
-                img_vec, txt_vec = img_c[:, 0], txt_c[:, 0]
-            aux["contrastive"] = c.contrastive_weight * self.contrastive(img_vec, txt_vec, image_present & text_present)
+                aux["contrastive"] = c.contrastive_weight * self.contrastive(img_vec, txt_vec, pairs)
 
         if self.gating is not None:
             fused, gate = self.gating(image_n, text_n)  # F, a
@@ -156,8 +200,29 @@ class FluidHead(Head):
             routing = moe.routing.view(b, -1, moe.routing.shape[-1]).mean(dim=1)  # B x E
         else:
             logits = self.mlp(embedding)
+        if self.shortcut is not None:
+            logits = logits + self.shortcut(image, image_mask, text, text_mask)
         return HeadOutput(logits=logits, aux_losses=aux, embedding=embedding, gate=gate, expert_load=expert_load,
-                          routing=routing)
+                          routing=routing, contrastive_logits=contrastive_logits, contrastive_pairs=contrastive_pairs)
+
+    def _contrasted(self, image_n: Tensor, text_n: Tensor) -> tuple[Tensor, Tensor]:
+        """The vectors the contrastive loss compares: I_n, T_n (B x l x d) pooled (``contrastive_pooling``) to
+        B x d, then projected to B x contrastive_dim if ``contrastive_projection``."""
+        if self.config.contrastive_pooling == "mean":
+            image_vec, text_vec = image_n.mean(dim=1), text_n.mean(dim=1)
+        else:
+            image_vec, text_vec = image_n[:, 0], text_n[:, 0]
+        if self.contrastive_projection is not None:
+            image_vec, text_vec = self.contrastive_projection(image_vec, text_vec)
+        return image_vec, text_vec
+
+    def label_losses(self, output: HeadOutput, labels: Tensor) -> dict[str, Tensor]:
+        """``contrastive_mask_same_label``: λ2·InfoNCE on ``output.contrastive_logits`` with the off-diagonal
+        pairs that share a label left out of the softmax. labels (Tensor): B int64, -1 = no label."""
+        if output.contrastive_logits is None:
+            return {}
+        exclude = same_label_negatives(labels[output.contrastive_pairs])
+        return {"contrastive": self.config.contrastive_weight * self.contrastive.loss(output.contrastive_logits, exclude)}
 
 
 

@@ -3,10 +3,14 @@
 Per encoder layer slot j = 1..k (the last k layers of each frozen encoder):
 
     I'_j = W_i,j I_j + b_i,j,    T'_j = W_t,j T_j + b_t,j                 (latent translation, width d_c)
+    L_CCA = mean_j softCCA(mean(I'_j), mean(T'_j)) over samples with both modalities
     H_i,j = I'_j + CrossAttn(LN(I'_j) -> LN(T'_j)),  H_t,j = T'_j + CrossAttn(LN(T'_j) -> LN(I'_j))
     h_i,j, h_t,j = masked means of H_i,j, H_t,j
     R_j = MFB(h_i,j, h_t,j)                                               (robust representation, d_c)
-    L_CCA = mean_j softCCA(h_i,j, h_t,j) over samples with both modalities
+
+The correlation loss reads the translated streams before the cross-attention, as MoLT describes: after it,
+each stream already holds the other modality, so a correlation there can be reached by the attention copying
+one modality into the other rather than by the translations aligning the two.
 
     z = [R_1 ; ... ; R_k ; mean(I_k) ; mean(T_k)] -> LayerNorm -> MLP -> logits
     loss = α·CE + β·L_CCA
@@ -45,8 +49,9 @@ class MoltHead(Head):
 
     config_class = MoltConfig
 
-    def __init__(self, num_classes: int, image_dim: int, text_dim: int, config: MoltConfig, name: str = "molt") -> None:
-        super().__init__(num_classes, image_dim, text_dim, config, name)
+    def __init__(self, num_classes: int, image_dim: int, text_dim: int, config: MoltConfig, name: str = "molt",
+                 **cls_tokens: bool) -> None:
+        super().__init__(num_classes, image_dim, text_dim, config, name, **cls_tokens)
         c = config
         d, k = c.hidden_dim, c.encoder_layers
         self.image_missing = MissingModalityToken(image_dim, c.missing_token_std)
@@ -93,13 +98,11 @@ class MoltHead(Head):
             text, t_mask, t_present = self.text_missing(text_layers[j], text_mask, b)
             both = i_present & t_present
             image_c, text_c = self.image_proj[j](image), self.text_proj[j](text)
+            if aux_losses:
+                cca_terms.append(self._cca(image_c, text_c, i_mask, t_mask, both))
             h_image = self.image_to_text[j](image_c, text_c, t_mask)
             h_text = self.text_to_image[j](text_c, image_c, i_mask)
             pooled_image, pooled_text = masked_mean(h_image, i_mask), masked_mean(h_text, t_mask)
-            if aux_losses:
-                cca_terms.append(
-                    soft_cca_loss(pooled_image[both], pooled_text[both], c.cca_decorrelation).to(pooled_image.dtype)
-                )
             robust.append(self.mfb[j](pooled_image, pooled_text))
             if j == c.encoder_layers - 1:
                 final_image, final_text = masked_mean(image, i_mask), masked_mean(text, t_mask)
@@ -108,4 +111,11 @@ class MoltHead(Head):
         logits = self.mlp(self.norm(embedding))
         aux = {"cca": c.cca_weight * torch.stack(cca_terms).mean()} if aux_losses else {}
         return HeadOutput(logits=logits, aux_losses=aux, embedding=embedding)
+
+    def _cca(self, image: Tensor, text: Tensor, image_mask: Tensor, text_mask: Tensor, both: Tensor) -> Tensor:
+        """Soft-CCA between the masked means of one layer slot's translated streams I'_j, T'_j (B x L x d_c,
+        before the cross-attention), over the samples with both modalities (``both``, B bool) -> scalar."""
+        pooled_image, pooled_text = masked_mean(image, image_mask), masked_mean(text, text_mask)
+        loss = soft_cca_loss(pooled_image[both], pooled_text[both], self.config.cca_decorrelation)
+        return loss.to(pooled_image.dtype)
 

@@ -23,8 +23,9 @@ class UnimodalHead(Head):
 
     config_class = UnimodalConfig
 
-    def __init__(self, num_classes: int, image_dim: int, text_dim: int, config: UnimodalConfig, name: str = "text-only") -> None:
-        super().__init__(num_classes, image_dim, text_dim, config, name)
+    def __init__(self, num_classes: int, image_dim: int, text_dim: int, config: UnimodalConfig, name: str = "text-only",
+                 **cls_tokens: bool) -> None:
+        super().__init__(num_classes, image_dim, text_dim, config, name, **cls_tokens)
         c = config
         d = c.hidden_dim
         dim = image_dim if c.modality == "image" else text_dim
@@ -40,7 +41,6 @@ class UnimodalHead(Head):
             tokens, mask = image_tokens, image_mask
         else:
             tokens, mask = text_tokens, text_mask
-        # No modality dropout here: hiding the only modality would only teach the missing token.
         tokens, mask, _ = self.missing(tokens, mask, b)
         embedding = self.qtransform(tokens, mask).mean(dim=1)
         return HeadOutput(logits=self.mlp(embedding), embedding=embedding)

@@ -1,0 +1,121 @@
+"""Recipes: the paper's numbers exactly, auto's choices from the catalogue and the encoders, the user's options
+always winning, and the optimiser's parameter groups."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from fluid.config import RunConfig, demo_config
+from fluid.model import available_heads, build_head, head_config
+from fluid.training.recipe import PAPER, CatalogueStats, EncoderSetup, resolve
+
+
+def _resolve(cfg: RunConfig, labels, *, separate_validation=False):
+    stats = CatalogueStats.from_labels(labels, separate_validation=separate_validation)
+    return resolve(cfg, stats, EncoderSetup.from_config(cfg), dataclasses.asdict(head_config(cfg.model)))
+
+
+def _labels(per_class: list[int]) -> list[str]:
+    return [f"c{k}" for k, n in enumerate(per_class) for _ in range(n)]
+
+
+def test_catalogue_stats_count_classes_and_the_long_tail():
+    stats = CatalogueStats.from_labels(["a", "b", "a", None, float("nan"), "a", "c", "c"])
+    assert (stats.n_items, stats.n_classes, stats.class_counts) == (6, 3, (3, 2, 1))
+    assert stats.imbalance == 3.0
+
+
+@pytest.mark.parametrize("encoder, mode", [("tiny", "scratch"), ("bert-base-multilingual-cased", "frozen")])
+def test_encoder_modes_follow_freeze_and_train_top_layers(encoder, mode):
+    assert EncoderSetup.from_config(RunConfig(text_encoder=encoder, image_encoder=encoder)).text == mode
+    pretrained = RunConfig(text_encoder="minilm", image_encoder="tiny", train_top_layers=2)
+    assert EncoderSetup.from_config(pretrained) == EncoderSetup("partly-fine-tuned", "scratch")
+    assert EncoderSetup.from_config(RunConfig(text_encoder="minilm", freeze=False)).text == "fine-tuned"
+    assert EncoderSetup.from_config(RunConfig(), uses_image=False).image == "unused"
+
+
+def test_paper_recipe_is_the_papers_numbers_and_the_heads_paper_defaults():
+    cfg, recipe = _resolve(RunConfig(recipe="paper"), _labels([50] * 10))
+    for key, value in PAPER.items():
+        assert getattr(cfg, key) == value, key
+    assert (cfg.lr, cfg.batch_size, cfg.epochs, cfg.schedule, cfg.warmup_steps) == (2e-5, 128, 15, "constant", 0)
+    assert cfg.head == {}  # the head configs' own defaults are the paper's: width 768, 32 queries, 16 experts
+    head = build_head("fluid", 10, image_dim=768, text_dim=768, **cfg.head)
+    assert (head.config.hidden_dim, head.config.num_queries, head.config.num_experts) == (768, 32, 16)
+    assert all(c.source == "recipe paper" for c in recipe.choices)
+
+
+def test_auto_sizes_a_small_catalogue_with_scratch_encoders():
+    """~250 items, 10 classes, tiny encoders: the case where the paper's numbers gave 30 optimiser steps."""
+    cfg, recipe = _resolve(demo_config("fluid"), _labels([25] * 10))
+    assert cfg.val_fraction == 0.15 and cfg.batch_size == 16
+    steps_per_epoch = -(-round(250 * 0.85) // 16)
+    assert cfg.epochs * steps_per_epoch >= 400  # enough optimiser steps, unlike 15 epochs x 2 steps
+    assert cfg.lr == 1e-3 and cfg.encoder_lr == cfg.lr  # scratch encoders learn at the head's rate
+    assert cfg.schedule == "cosine" and cfg.warmup_steps >= 10 and cfg.patience >= 4
+    assert cfg.head["hidden_dim"] == 64 and cfg.head["num_experts"] == 4 and cfg.head["contrastive_weight"] == 0.0
+    assert cfg.max_text_length == 256 and cfg.monitor == "val_accuracy"  # balanced classes
+    assert "250 labelled items, 10 classes" in recipe.summary()
+    assert all(c.reason for c in recipe.choices)
+
+
+def test_auto_on_a_large_long_tailed_catalogue_with_frozen_pretrained_encoders():
+    stats = CatalogueStats(1_000_000, (200_000,) + (800,) * 1000)
+    cfg = RunConfig(text_encoder="minilm", image_encoder="efficientnet-lite0")
+    resolved, _ = resolve(cfg, stats, EncoderSetup.from_config(cfg), dataclasses.asdict(head_config("fluid")))
+    assert resolved.batch_size == 128 and resolved.epochs == 5 and resolved.val_fraction == 0.1
+    assert resolved.head["hidden_dim"] == 768 and resolved.head["num_queries"] == 32
+    assert resolved.monitor == "val_macro_f1"  # long tail
+    assert resolved.max_text_length == 512
+
+
+def test_fine_tuned_pretrained_layers_get_a_smaller_rate_than_the_head():
+    cfg, _ = _resolve(RunConfig(text_encoder="minilm", image_encoder="efficientnet-lite0", train_top_layers=1),
+                      _labels([30] * 10))
+    assert cfg.encoder_lr == 2e-5 and cfg.lr == 1e-3
+
+
+def test_explicit_options_win_over_every_recipe():
+    user = RunConfig(recipe="auto", epochs=3, lr=0.01, patience=0, head={"hidden_dim": 32, "num_experts": 2},
+                     text_encoder="tiny", image_encoder="tiny")
+    cfg, recipe = _resolve(user, _labels([25] * 10))
+    assert (cfg.epochs, cfg.lr, cfg.patience) == (3, 0.01, 0)
+    assert cfg.head["hidden_dim"] == 32 and cfg.head["num_experts"] == 2
+    sources = {c.key: c.source for c in recipe.choices}
+    assert sources["epochs"] == sources["lr"] == sources["head.hidden_dim"] == "you"
+    assert sources["batch_size"] == "recipe auto"
+
+
+def test_only_the_keys_a_head_has_are_set_and_molt_fits_the_tiny_encoders():
+    for name in available_heads():
+        cfg, _ = _resolve(demo_config(name), _labels([25] * 10))
+        head = build_head(name, 10, image_dim=64, text_dim=64, **cfg.head)  # unknown keys would raise
+        assert head.config.encoder_layers <= 2, name
+    assert "num_experts" not in _resolve(demo_config("image-only"), _labels([25] * 10))[0].head
+    assert "encoder_layers" not in _resolve(demo_config("fluid"), _labels([25] * 10))[0].head
+
+
+def test_parameter_groups_split_head_and_encoders_and_skip_decay_on_norms_biases_and_tokens():
+    from fluid.training.module import parameter_groups
+    from fluid.training.network import MultimodalNetwork
+
+    head = build_head("fluid", 3, image_dim=8, text_dim=8, hidden_dim=16, num_heads=2, num_queries=2,
+                      num_experts=2)
+    encoder = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8))
+    network = MultimodalNetwork(head, None, None)
+    network.text_encoder = encoder  # a trainable stand-in: only its parameters' names matter here
+    groups = {g["name"]: g for g in parameter_groups(network, lr=1e-3, encoder_lr=2e-5, weight_decay=0.01)}
+    assert set(groups) == {"head", "head-no-decay", "encoders", "encoders-no-decay"}
+    assert groups["head"]["lr"] == 1e-3 and groups["encoders"]["lr"] == 2e-5
+    assert groups["head-no-decay"]["weight_decay"] == 0.0 and groups["head"]["weight_decay"] == 0.01
+    names = {id(p): n for n, p in network.named_parameters()}
+    no_decay = {names[id(p)] for p in groups["head-no-decay"]["params"]}
+    assert any(n.endswith("queries") for n in no_decay)
+    assert any(n.endswith("logit_scale") for n in no_decay)
+    assert any(n.endswith("token") for n in no_decay)
+    assert any(n.endswith(".b1") for n in no_decay)
+    assert not any(n.endswith("queries") or n.endswith("bias") for n in
+                   (names[id(p)] for p in groups["head"]["params"]))
+    total = sum(len(g["params"]) for g in groups.values())
+    assert total == sum(1 for p in network.parameters() if p.requires_grad)
