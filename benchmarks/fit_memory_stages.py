@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
                         (api.Classifier, "_cached_features"), (trainer, "train_network"),
                         (api.Classifier, "_evaluate_frame")):
         sampler.wrap(owner, name)
-    params = demo_config(args.model, epochs=1).to_dict()
+    params = demo_config(args.model, epochs=1, floor=False).to_dict()
     params.pop("columns")  # a GLAMI-layout folder has fixed columns
     with tempfile.TemporaryDirectory() as run_dir, sampler:
         sampler.stage = "before fit"

@@ -1,6 +1,6 @@
 """Quality of a first run with default settings: FLUID (recipe ``auto``) against strong simple baselines.
 
-    python benchmarks/quality.py                                  # every catalogue, 3 seeds (an hour or more)
+    python benchmarks/quality.py                                  # every catalogue, 3 seeds (over an hour)
     python benchmarks/quality.py --catalogues small-english --seeds 1 --systems fluid floor
 
 Catalogues (all built offline, see docs/benchmarks.md):
@@ -11,12 +11,14 @@ Catalogues (all built offline, see docs/benchmarks.md):
   offline-presets 10 classes of the synthetic drawings with long English descriptions
                   (benchmarks/offline_presets.py), the pretrained offline encoders minilm + efficientnet-lite0;
   small-english   ~250 training items, 10 classes, long English descriptions that name the garment (and often
-                  the pattern) over realistic-mode drawings, tiny encoders: the size of a first user's catalogue.
+                  the pattern) over realistic-mode drawings, tiny encoders: the size of a first user's catalogue;
+  english-pretrained  the same kind of catalogue with ~600 training items and minilm + efficientnet-lite0 (the
+                  drawings show the garment type, so the image alone can classify, unlike offline-presets).
 
 Systems: every deep head with default settings (``Classifier(model, text_encoder=..., image_encoder=...)``,
 nothing else set), the classical floor ``tfidf-image-logreg``, and on ``offline-presets`` a logistic probe on
 the mean-pooled frozen encoder features and FLUID trained with modality dropout 0.3 (scored with the text
-removed too). Each (catalogue, seed) draws its own catalogue and trains with that seed; the test split is
+removed too) on the catalogues with pretrained encoders. Each (catalogue, seed) draws its own catalogue and trains with that seed; the test split is
 scored once. Results (every run, then mean ± std per system) go to benchmarks/results/quality.json, which is
 rewritten after every run, and finished runs are skipped when the script is started again.
 """
@@ -40,10 +42,10 @@ from fluid._io import write_json_atomic
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "quality.json"
-CATALOGUES = ("realistic", "complementary", "offline-presets", "small-english")
+CATALOGUES = ("realistic", "complementary", "offline-presets", "small-english", "english-pretrained")
 DEEP = ("fluid", "early-fusion", "text-only", "image-only")
 SYSTEMS = (*DEEP, "floor", "probe", "fluid+md")
-ENCODERS = {"offline-presets": ("minilm", "efficientnet-lite0")}
+ENCODERS = {name: ("minilm", "efficientnet-lite0") for name in ("offline-presets", "english-pretrained")}
 
 
 # ------------------------------------------------------------------------------------------------- catalogues
@@ -102,17 +104,23 @@ def build_catalogue(name: str, workdir: Path, seed: int, items: int | None) -> d
         return synthetic_frames(workdir, name, items or 2000, seed)
     if name == "offline-presets":
         return offline_preset_frames(workdir, items or 900, seed)
+    if name == "english-pretrained":
+        return small_english_frames(workdir, items or 800, seed)
     return small_english_frames(workdir, items or 330, seed)
 
 
 # ------------------------------------------------------------------------------------------------- systems
 def train_and_score(system: str, frames: dict[str, pd.DataFrame], encoders: tuple[str, str], workdir: Path,
-                    seed: int) -> dict:
-    """Fits ``system`` with default settings on the train split; scores the test split once."""
+                    seed: int, variants: dict[str, dict] | None = None) -> dict:
+    """Fits ``system`` with default settings (plus a ``--variant``'s options) on the train split; scores the
+    test split once."""
     from fluid import Classifier
 
-    model = {"floor": "tfidf-image-logreg", "fluid+md": "fluid"}.get(system, system)
-    options = {"modality_dropout": 0.3} if system == "fluid+md" else {}
+    base, _, variant = system.partition("[")
+    model = {"floor": "tfidf-image-logreg", "fluid+md": "fluid"}.get(base, base)
+    options = {"modality_dropout": 0.3} if base == "fluid+md" else {}
+    if variant:
+        options.update((variants or {})[variant.rstrip("]")])
     if model != "tfidf-image-logreg":
         options.update(text_encoder=encoders[0], image_encoder=encoders[1],
                        feature_cache=str(workdir / "feature-cache"))
@@ -197,8 +205,11 @@ def summarise(runs: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--catalogues", nargs="+", default=list(CATALOGUES), choices=CATALOGUES)
-    parser.add_argument("--systems", nargs="+", default=None, choices=SYSTEMS,
+    parser.add_argument("--systems", nargs="+", default=None,
                         help="default: all; probe and fluid+md run on offline-presets only")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
+                        help="also train each deep system with these Classifier options, named SYSTEM[NAME], "
+                             "e.g. shortcut='{\"head\": {\"pooled_shortcut\": true}}'")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--items", type=int, default=None, help="catalogue size (default per catalogue)")
@@ -215,11 +226,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fluid-quality-"))
+    variants = {name: json.loads(value) for name, value in (v.split("=", 1) for v in args.variant)}
+    unknown = set(args.systems or ()) - set(SYSTEMS)
+    if unknown:
+        parser.error(f"unknown systems {sorted(unknown)}; choose from {SYSTEMS}")
     runs = json.loads(args.out.read_text())["runs"] if args.out.exists() else []
     done = {(r["catalogue"], r["system"], r["seed"]) for r in runs}
     for catalogue in args.catalogues:
         systems = [s for s in args.systems or SYSTEMS
                    if catalogue in ENCODERS or s not in ("probe", "fluid+md")]  # both need pretrained encoders
+        systems += [f"{s}[{name}]" for name in variants for s in systems if s in (*DEEP, "fluid+md")]
         encoders = ENCODERS.get(catalogue, ("tiny", "tiny"))
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             todo = [s for s in systems if (catalogue, s, seed) not in done]
@@ -232,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{frames['train']['label'].nunique()} classes", flush=True)
             for system in todo:
                 result = (probe(frames, encoders, seed) if system == "probe"
-                          else train_and_score(system, frames, encoders, where, seed))
+                          else train_and_score(system, frames, encoders, where, seed, variants))
                 result.update(catalogue=catalogue, system=system, seed=seed, n_train=len(frames["train"]),
                               n_test=len(frames["test"]), encoders=list(encoders) if system != "floor" else None,
                               peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)

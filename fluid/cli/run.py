@@ -13,7 +13,7 @@ from fluid.cli.common import (USER_ERRORS, app, console, fail, load_run, parse_d
                               show_progress, write_eval)
 
 
-DEMO_SYSTEMS = ("fluid", "image-only", "text-only")
+DEMO_SYSTEMS = ("fluid", "image-only", "text-only", "tfidf-image-logreg")  # the last: the classical floor
 QUICK_EPOCHS = 5  # `fluid demo --quick`: the epoch budget; the auto recipe chooses everything else
 
 
@@ -26,7 +26,8 @@ def demo(out: Path = typer.Option(Path("fluid-demo"), help="Output folder: DIR/<
          mode: str = typer.Option("realistic", help="Synthetic catalogue: realistic or complementary (see "
                                                     "`fluid synth --help`)."),
          seed: int = typer.Option(0)):
-    """The main job: synthetic catalogue → train FLUID, image-only, text-only → test-set table and report."""
+    """The main job: synthetic catalogue → train FLUID, image-only, text-only and the classical floor → test-set
+    table and report."""
     from fluid import Classifier
     from fluid.config import demo_config
     from fluid.data.synthetic import write_synthetic
@@ -40,7 +41,7 @@ def demo(out: Path = typer.Option(Path("fluid-demo"), help="Output folder: DIR/<
     results, timings = {}, {}
     for system in DEMO_SYSTEMS:
         console.rule(f"training [bold]{system}[/]")
-        config = demo_config(system, seed=seed, epochs=epochs or (QUICK_EPOCHS if quick else None))
+        config = demo_config(system, seed=seed, epochs=epochs or (QUICK_EPOCHS if quick else None), floor=False)
         params = config.to_dict()
         columns = params.pop("columns")
         classifier = Classifier(path=str(out / system), **params,

@@ -566,6 +566,17 @@ def _silhouette(rng: random.Random, family: str, w: int, h: int) -> tuple[Image.
     return _placed_mask(rng, "sil", family, w, h, _SIL_SHAPES[family], _outline)
 
 
+def _noisy_jpeg(rng: random.Random, idx: Image.Image, bank, quality: int) -> bytes:
+    """The palette image ``idx`` in RGB plus a random crop of a Gaussian-noise tile, as JPEG bytes."""
+    w, h = idx.size
+    tile = bank[_ri(rng, len(bank))]
+    ox, oy = _ri(rng, _NOISE_PAD), _ri(rng, _NOISE_PAD)
+    img = ImageChops.add(idx.convert("RGB"), tile.crop((ox, oy, ox + w, oy + h)), 1.0, -128)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
 def _image(rng: random.Random, family: str, pattern: str, colour_rgb, size: tuple[int, int], bank,
            quality: int) -> bytes:
     """Compose a palette image (0 background, 1 garment colour, 2 pattern ink, 3 tag), add noise, JPEG."""
@@ -585,12 +596,7 @@ def _image(rng: random.Random, family: str, pattern: str, colour_rgb, size: tupl
         tx, ty = _ri(rng, w - 12), _ri(rng, h - 8)
         idx.paste(3, (tx, ty, tx + 10, ty + 6))
     idx.putpalette(bytes((*bg, *base, *ink, *_jit(rng, (250, 250, 250), 5))))
-    tile = bank[_ri(rng, len(bank))]
-    ox, oy = _ri(rng, _NOISE_PAD), _ri(rng, _NOISE_PAD)
-    img = ImageChops.add(idx.convert("RGB"), tile.crop((ox, oy, ox + w, oy + h)), 1.0, -128)
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=quality)
-    return buf.getvalue()
+    return _noisy_jpeg(rng, idx, bank, quality)
 
 
 # type -> (height/width ratios, heights as a share of the canvas height) of the realistic mode's outlines
@@ -692,12 +698,7 @@ def _realistic_image(rng: random.Random, noise: RealisticNoise, gtype: str, patt
         tx, ty = _ri(rng, w - 12), _ri(rng, h - 8)
         idx.paste(3, (tx, ty, tx + 10, ty + 6))
     idx.putpalette(bytes((*bg, *base, *ink, *_jit(rng, (250, 250, 250), 5), *cover)))
-    tile = bank[_ri(rng, len(bank))]
-    ox, oy = _ri(rng, _NOISE_PAD), _ri(rng, _NOISE_PAD)
-    img = ImageChops.add(idx.convert("RGB"), tile.crop((ox, oy, ox + w, oy + h)), 1.0, -128)
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=quality)
-    return buf.getvalue()
+    return _noisy_jpeg(rng, idx, bank, quality)
 
 
 # -------------------------------------------------------------------------------------------------------------

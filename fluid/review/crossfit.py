@@ -76,7 +76,7 @@ def cross_fit_proba(params: dict[str, Any], frame: pd.DataFrame, classes: list[s
         raise ValueError(f"labels {unknown[:10]} are not among the classes {classes[:20]}")
     labels = given.map(index).to_numpy()
     assignment = fold_assignment(labels, folds, seed)
-    fold_params = {**params, **CANONICAL_COLUMNS, "seed": seed}
+    fold_params = {**params, **CANONICAL_COLUMNS, "seed": seed, "floor": False}  # folds score; no floor each
     proba = np.zeros((len(frame), len(classes)), dtype=np.float64)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(),

@@ -259,8 +259,11 @@ def _auto(cfg: RunConfig, stats: CatalogueStats, encoders: EncoderSetup) -> dict
     p["head.ce_weight"] = (1.0, "cross-entropy at full weight, so lr means the same for every head")
     p["head.contrastive_weight"] = ((0.0, "measured: the contrastive term costs accuracy with encoders trained "
                                      "from scratch (docs/model.md)") if kind == "scratch" else
-                                    (0.1, "a light alignment term on pretrained features"))
+                                    (0.1, "a light alignment term on pretrained features (measured no "
+                                           "different from 0 there: docs/recipes.md)"))
     p["head.moe_weight"] = (0.01, "Switch Transformer's balance weight (α = 0.01)")
+    p["head.pooled_shortcut"] = (True, "the head can fall back on a linear probe of the pooled encoder tokens "
+                                 "(measured: never worse, lower seed-to-seed spread; docs/recipes.md)")
     return p
 
 

@@ -126,11 +126,12 @@ def test_demo_quick_end_to_end(tmp_path):
                                                                                  "HF_HUB_OFFLINE": "1"})
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
-    assert set(results) == {"fluid", "image-only", "text-only"}
+    assert set(results) == {"fluid", "image-only", "text-only", "tfidf-image-logreg"}
+    assert json.loads((out / "fluid" / "recipe.json").read_text())["recipe"] == "auto"
     n_classes = len(json.loads((out / "fluid" / "labels.json").read_text())["classes"])
     for system in results:
         assert (out / system / "report.md").exists() and (out / system / "model.safetensors").exists()
-        assert (out / system / "plots" / "confusion.png").exists()
+        assert (out / system / "plots" / "confusion.png").exists() or system == "tfidf-image-logreg"
         # every system learns something: clearly above a uniform guess over the classes
         assert results[system]["accuracy"] > 2.0 / n_classes, (system, results[system])
     assert "fluid" in completed.stdout and "Macro F1" in completed.stdout
@@ -159,6 +160,15 @@ def test_synth_writes_the_glami_layout(tmp_path):
     assert {"item_id", "image_id", "name", "description", "geo", "category", "category_name",
             "label_source"} <= set(train.columns)
     assert all((folder / "images" / f"{i}.jpg").exists() for i in train["image_id"])
+    assert json.loads((folder / "synthetic.json").read_text())["mode"] == "realistic"  # the default
+
+
+def test_synth_mode_option_and_a_clear_error_for_an_unknown_mode(tmp_path):
+    result = runner.invoke(app, ["synth", "--out", str(tmp_path), "--items", "20", "--mode", "complementary"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "GLAMI-1M-dataset" / "synthetic.json").read_text())["mode"] == "complementary"
+    result = runner.invoke(app, ["synth", "--out", str(tmp_path / "x"), "--items", "20", "--mode", "dreamy"])
+    assert result.exit_code == 2 and "mode" in result.output
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])

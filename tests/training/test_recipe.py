@@ -119,3 +119,14 @@ def test_parameter_groups_split_head_and_encoders_and_skip_decay_on_norms_biases
                    (names[id(p)] for p in groups["head"]["params"]))
     total = sum(len(g["params"]) for g in groups.values())
     assert total == sum(1 for p in network.parameters() if p.requires_grad)
+
+
+def test_auto_turns_on_the_measured_head_options_and_paper_leaves_them_off():
+    scratch, _ = _resolve(demo_config("fluid"), _labels([25] * 10))
+    assert scratch.head["pooled_shortcut"] is True and "contrastive_projection" not in scratch.head
+    pretrained, _ = _resolve(RunConfig(text_encoder="minilm", image_encoder="efficientnet-lite0"), _labels([30] * 10))
+    assert pretrained.head["pooled_shortcut"] is True and pretrained.head["contrastive_weight"] == 0.1
+    assert "contrastive_projection" not in pretrained.head  # measured no better: the head's default (off)
+    paper, _ = _resolve(RunConfig(recipe="paper"), _labels([30] * 10))
+    head = build_head("fluid", 10, image_dim=768, text_dim=768, **paper.head)
+    assert not head.config.pooled_shortcut and not head.config.contrastive_projection
