@@ -61,7 +61,8 @@ def plot_paper_vs_ours(systems: dict, path: Path) -> Path | None:
 
 def _config_line(config: dict) -> str:
     head = config.get("head") or {}
-    contrastive = head.get("contrastive_weight", "1/3 (paper)") if config["model"].startswith("fluid") else "–"
+    contrastive = _setting(head.get("contrastive_weight", "1/3 (paper)")) if config["model"].startswith("fluid") \
+        else "–"
     if config["model"] == "fluid-no-contrastive":
         contrastive = "off (ablation)"
     encoders = (f"{config['text_encoder']} / {config['image_encoder']}"
@@ -74,7 +75,7 @@ def _setting(value) -> str:
     """A row's setting; ``None`` is left to the recipe (the row's run directory has its recipe.json)."""
     if value is None:
         return "recipe"
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def training_label(config: dict) -> str:
