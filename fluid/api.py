@@ -755,6 +755,11 @@ class Classifier:
                                        progress=progress, n_skipped=catalogue.report.dropped_rows,
                                        corruption=corruption)
         metrics["bad_rows"] = catalogue.report.to_dict()
+        if metrics["n_items"] and metrics["n_unknown_label"] == metrics["n_items"]:
+            warnings.warn(f"none of the {metrics['n_items']} labels in {catalogue.source} is a class this model "
+                          f"knows (e.g. {metrics['unknown_labels'][:3]}; it knows {self.classes_[:5]}...): every "
+                          "item counts as an error. Is the label column the one the model was trained on?",
+                          UserWarning, stacklevel=2)
         return metrics
 
     def _evaluate_frame(self, frame: pd.DataFrame, image_root, *, drop_modality: str | None = None,

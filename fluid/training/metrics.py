@@ -145,7 +145,8 @@ def compute_metrics(
         for i, name in enumerate(classes)
     }
     known = y_true >= 0
-    metrics["confusion_matrix"] = confusion_matrix(y_true[known], y_pred[known], labels=labels).tolist()
+    metrics["confusion_matrix"] = (confusion_matrix(y_true[known], y_pred[known], labels=labels).tolist()
+                                   if known.any() else np.zeros((len(classes), len(classes)), dtype=int).tolist())
     metrics["calibration"] = calibration(y_true, proba)
     metrics["per_language"] = _grouped(y_true, y_pred, languages)
     if label_sources is not None and any(s is not None and s == s for s in label_sources):

@@ -177,3 +177,13 @@ def test_checkpoints_leave_frozen_encoders_out_and_still_resume_exactly(product_
     resumed = make(root, path=str(tmp_path / "part"), **frozen).fit(frame, epochs=2, resume=True, progress=False,
                                                                      verbose=False)
     pd.testing.assert_frame_equal(whole.predict_proba(frame), resumed.predict_proba(frame), check_exact=True)
+
+
+def test_evaluate_with_no_label_known_to_the_model_reports_it_instead_of_crashing(fitted, product_frame):
+    frame, _ = product_frame
+    relabelled = frame.assign(category="cat-purple")
+    with pytest.warns(UserWarning, match="none of the 60 labels .* is a class this model knows"):
+        metrics = fitted.evaluate(relabelled)
+    assert metrics["accuracy"] == 0.0 and metrics["n_unknown_label"] == metrics["n_items"] == 60
+    assert metrics["unknown_labels"] == ["cat-purple"]
+    assert np.asarray(metrics["confusion_matrix"]).sum() == 0
