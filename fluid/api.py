@@ -415,7 +415,7 @@ class Classifier:
                 return self  # a secondary process of a multi-device (DDP) run
             fitted[name] = candidate
         first = fitted[names[0]]
-        key = "macro_f1" if first.config.monitor == "val_macro_f1" else "accuracy"
+        key = _compared_metric(first.config.monitor)
         scores = {name: float(c.metrics_["validation"][key]) for name, c in fitted.items()}
         floor_name = first.metrics_["floor"]["model"]
         scores[floor_name] = float(first.metrics_["floor"]["validation"][key])
@@ -472,7 +472,7 @@ class Classifier:
         floor.model.save(run_dir / FLOOR_DIR / WEIGHTS_FILE)
         _write_json(run_dir / FLOOR_DIR / METRICS_FILE, {"validation": floor_metrics, **floor.describe()})
         deep_metrics = self.metrics_["validation"]
-        key = "macro_f1" if cfg.monitor == "val_macro_f1" else "accuracy"
+        key = _compared_metric(cfg.monitor)
         record = {**floor.describe(), "compared_on": f"validation {key}",
                   "validation": {k: floor_metrics[k] for k in SUMMARY_METRICS},
                   "deep_minus_floor": float(deep_metrics[key] - floor_metrics[key])}
@@ -871,6 +871,12 @@ def _is_classical(model: str) -> bool:
     from fluid.baselines import is_classical
 
     return is_classical(model)
+
+
+def _compared_metric(monitor: str) -> str:
+    """The validation metric that compares a model with its floor and the candidates of model="auto": the
+    run's ``monitor`` (macro F1 or accuracy; accuracy where the monitor is the loss, which a floor has not)."""
+    return "macro_f1" if monitor == "val_macro_f1" else "accuracy"
 
 
 def _head_keys_of(model: str, head: dict) -> dict:

@@ -566,6 +566,25 @@ def _silhouette(rng: random.Random, family: str, w: int, h: int) -> tuple[Image.
     return _placed_mask(rng, "sil", family, w, h, _SIL_SHAPES[family], _outline)
 
 
+def _patterned(rng: random.Random, sil01: Image.Image, sil255: Image.Image, key: tuple | None) -> Image.Image:
+    """Palette indices of the garment (1) with the pattern ``key`` in ink (2) at a random offset, on the
+    background (0); ``key`` None = plain."""
+    if key is None:
+        return sil01
+    w, h = sil01.size
+    ox, oy = _ri(rng, _MAX_PERIOD), _ri(rng, _MAX_PERIOD)
+    pat = _pattern_mask(key, w, h).crop((ox, oy, ox + w, oy + h))
+    return ImageChops.add(sil01, ImageChops.darker(sil255, pat))
+
+
+def _maybe_tag(rng: random.Random, idx: Image.Image) -> None:
+    """A distractor in 30 % of images: a small label tag (palette index 3), independent of the class."""
+    if rng.random() < 0.3:
+        w, h = idx.size
+        tx, ty = _ri(rng, w - 12), _ri(rng, h - 8)
+        idx.paste(3, (tx, ty, tx + 10, ty + 6))
+
+
 def _noisy_jpeg(rng: random.Random, idx: Image.Image, bank, quality: int) -> bytes:
     """The palette image ``idx`` in RGB plus a random crop of a Gaussian-noise tile, as JPEG bytes."""
     w, h = idx.size
@@ -585,16 +604,8 @@ def _image(rng: random.Random, family: str, pattern: str, colour_rgb, size: tupl
     base = _jit(rng, colour_rgb, 18)
     ink = _accent(rng, base)
     sil01, sil255 = _silhouette(rng, family, w, h)
-    key = _pattern_key(rng, pattern)
-    if key is not None:
-        ox, oy = _ri(rng, _MAX_PERIOD), _ri(rng, _MAX_PERIOD)
-        pat = _pattern_mask(key, w, h).crop((ox, oy, ox + w, oy + h))
-        idx = ImageChops.add(sil01, ImageChops.darker(sil255, pat))
-    else:
-        idx = sil01
-    if rng.random() < 0.3:  # distractor: a small label tag, independent of the class
-        tx, ty = _ri(rng, w - 12), _ri(rng, h - 8)
-        idx.paste(3, (tx, ty, tx + 10, ty + 6))
+    idx = _patterned(rng, sil01, sil255, _pattern_key(rng, pattern))
+    _maybe_tag(rng, idx)
     idx.putpalette(bytes((*bg, *base, *ink, *_jit(rng, (250, 250, 250), 5))))
     return _noisy_jpeg(rng, idx, bank, quality)
 
@@ -680,23 +691,16 @@ def _realistic_image(rng: random.Random, noise: RealisticNoise, gtype: str, patt
     if pattern != "plain" and rng.random() < noise.image_pattern_hidden:
         pattern = "plain"  # washed out: looks plain
     key = _pattern_key(rng, pattern)
-    if key is not None:
-        if rng.random() < noise.image_pattern_faint:  # low contrast: ink close to the garment colour
-            t = 0.3 + 0.25 * rng.random()
-            ink = tuple(int(b + (c - b) * t) for b, c in zip(base, ink))  # type: ignore[assignment]
-        ox, oy = _ri(rng, _MAX_PERIOD), _ri(rng, _MAX_PERIOD)
-        pat = _pattern_mask(key, w, h).crop((ox, oy, ox + w, oy + h))
-        idx = ImageChops.add(sil01, ImageChops.darker(sil255, pat))
-    else:
-        idx = sil01
+    if key is not None and rng.random() < noise.image_pattern_faint:  # low contrast: ink near the garment colour
+        t = 0.3 + 0.25 * rng.random()
+        ink = tuple(int(b + (c - b) * t) for b, c in zip(base, ink))  # type: ignore[assignment]
+    idx = _patterned(rng, sil01, sil255, key)
     cover = _jit(rng, (200, 196, 190) if rng.random() < 0.5 else (70, 66, 64), 20)
     if rng.random() < noise.image_occluded:  # a box covering part of the picture
         bw, bh = int(w * (0.3 + 0.2 * rng.random())), int(h * (0.2 + 0.15 * rng.random()))
         bx, by = _ri(rng, w - bw + 1), _ri(rng, h - bh + 1)
         idx.paste(4, (bx, by, bx + bw, by + bh))
-    if rng.random() < 0.3:  # distractor: a small label tag, independent of the class
-        tx, ty = _ri(rng, w - 12), _ri(rng, h - 8)
-        idx.paste(3, (tx, ty, tx + 10, ty + 6))
+    _maybe_tag(rng, idx)
     idx.putpalette(bytes((*bg, *base, *ink, *_jit(rng, (250, 250, 250), 5), *cover)))
     return _noisy_jpeg(rng, idx, bank, quality)
 

@@ -127,13 +127,7 @@ class ContrastiveLoss(nn.Module):
         Returns:
             Tensor: scalar loss; 0 when fewer than 2 complete pairs remain.
         """
-        if valid is not None:
-            image_emb, text_emb = image_emb[valid], text_emb[valid]
-        if image_emb.shape[0] < 2:
-            # zero, but still connected to the temperature and the inputs (a projection before this loss
-            # included), so DDP never sees an unused parameter
-            return 0.0 * (self.logit_scale + image_emb.sum() + text_emb.sum())
-        return contrastive_loss(image_emb, text_emb, self.temperature())
+        return self.loss(self.similarities(image_emb, text_emb, valid))
 
     def similarities(self, image_emb: Tensor, text_emb: Tensor, valid: Tensor | None = None) -> Tensor:
         """The scaled similarity matrix of the complete pairs.
@@ -156,9 +150,11 @@ class ContrastiveLoss(nn.Module):
             logits (Tensor): B' x B'. exclude (Tensor | None): B' x B' bool (see :func:`info_nce`).
 
         Returns:
-            Tensor: scalar; 0 when B' < 2 (still connected to the temperature and to ``logits``).
+            Tensor: scalar; 0 when B' < 2.
         """
         if logits.shape[0] < 2:
+            # zero, but still connected to the temperature and, through ``logits``, to the inputs (a projection
+            # before this loss included), so DDP never sees an unused parameter
             return 0.0 * (self.logit_scale + logits.sum())
         return info_nce(logits, exclude)
 

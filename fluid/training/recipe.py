@@ -269,15 +269,14 @@ def _auto(cfg: RunConfig, stats: CatalogueStats, encoders: EncoderSetup) -> dict
 
 def _tiny_layers(cfg: RunConfig) -> int | None:
     """The fewest hidden layers of the run's ``tiny`` encoders (None when neither is tiny)."""
-    from fluid.encoders.presets import TINY_IMAGE_DEFAULTS, TINY_TEXT_DEFAULTS
+    from fluid.encoders.presets import ALIASES, TINY, TINY_IMAGE_DEFAULTS, TINY_TEXT_DEFAULTS
 
     counts = []
     for modality, name, defaults in (("text", cfg.text_encoder, TINY_TEXT_DEFAULTS),
                                      ("image", cfg.image_encoder, TINY_IMAGE_DEFAULTS)):
-        if name == "tiny":
-            overrides = (cfg.encoder_overrides or {}).get(modality, {})
-            counts.append(int(overrides.get("num_hidden_layers", overrides.get("layers",
-                                                                                defaults["num_hidden_layers"]))))
+        if name == TINY:
+            overrides = {ALIASES.get(k, k): v for k, v in (cfg.encoder_overrides or {}).get(modality, {}).items()}
+            counts.append(int(overrides.get("num_hidden_layers", defaults["num_hidden_layers"])))
     return min(counts) if counts else None
 
 
