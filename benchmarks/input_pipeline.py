@@ -56,7 +56,7 @@ def _best_ms_per_item(fn, n_items: int, repeats: int) -> float:
 def measure(size: str, paths: list[str], texts: list[str], batch_size: int, repeats: int) -> dict:
     """Per-item milliseconds of each stage for one encoder size (see the module docstring)."""
     dims = SIZES[size]
-    image = build_image_encoder("tiny", **dims["image"])
+    image = build_image_encoder("tiny-vit", **dims["image"])
     text = build_text_encoder("tiny", corpus=texts, max_length=512, **dims["text"])
     pre = image.preprocessor
     if not pre.deferred:

@@ -4,7 +4,7 @@ each modality, and under every corruption of :mod:`fluid.data.corruptions` — f
 
     python benchmarks/robustness.py          # the demo's scale: 2,000 items, 10 epochs, dropout 0 / 0.1 / 0.3
     python benchmarks/robustness.py --items 1200 --epochs 6 --dropout 0.3 0 --severities 3 \
-        --image-size 32 --patch-size 8 --small      # what docs/robustness.md reports (a loaded machine)
+        --image-size 32 --small      # what docs/robustness.md reports (a loaded machine)
 
 Writes ``benchmarks/results/robustness.json`` (and prints a table). Deterministic on CPU for a seed.
 """
@@ -31,14 +31,15 @@ KEYS = ("accuracy", "macro_f1", "top5_accuracy", "n_items")
 
 
 def _classifier(run_dir: Path, seed: int, epochs: int, dropout: float, image_size: int | None,
-                patch_size: int | None, small: bool) -> Classifier:
+                small: bool) -> Classifier:
     params = demo_config("fluid", seed=seed, epochs=epochs, modality_dropout=dropout).to_dict()
-    if image_size is not None:  # a cheaper image encoder: fewer patches per image
-        params["encoder_overrides"]["image"].update(image_size=image_size, patch_size=patch_size or 16)
+    image = params["encoder_overrides"].setdefault("image", {})
+    if image_size is not None:  # a cheaper image encoder: a smaller input, fewer grid tokens
+        image.update(image_size=image_size)
     if small:  # the smoke-test encoder sizes (width 32, one layer) and batch 16: for a loaded 2-core machine
-        for kind in ("text", "image"):
-            params["encoder_overrides"][kind].update(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                                     intermediate_size=64)
+        params["encoder_overrides"]["text"].update(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                                   intermediate_size=64)
+        image.update(hidden_size=32, widths=[8, 8, 16])
         params.update(batch_size=16, max_text_length=64)
     columns = params.pop("columns")
     return Classifier(path=str(run_dir), **params, **{k: v for k, v in columns.items() if k in ("label", "image")})
@@ -54,7 +55,6 @@ def main() -> None:
     parser.add_argument("--severities", type=int, nargs="+", default=[1, 3, 5])
     parser.add_argument("--image-size", type=int, default=None,
                         help="input size of the tiny image encoder (default: the demo's); smaller is faster")
-    parser.add_argument("--patch-size", type=int, default=None, help="its patch size (with --image-size)")
     parser.add_argument("--small", action="store_true",
                         help="smoke-test encoder sizes (width 32, 1 layer), batch 16, 64 text tokens: much faster")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -66,7 +66,7 @@ def main() -> None:
     conditions = [("full", {})] + [(f"without-{m}", {"drop_modality": m}) for m in ("image", "text")]
     conditions += [(f"{name}:{s}", {"corrupt": f"{name}:{s}"}) for name in CORRUPTIONS for s in args.severities]
     results: dict = {"items": args.items, "epochs": args.epochs, "seed": args.seed, "model": "fluid (demo_config)",
-                     "image_encoder_input": {"image_size": args.image_size, "patch_size": args.patch_size}
+                     "image_encoder_input": {"image_size": args.image_size}
                      if args.image_size else "demo default", "small_encoders": args.small,
                      "command": "python benchmarks/robustness.py " + " ".join(sys.argv[1:]),
                      "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
@@ -74,8 +74,7 @@ def main() -> None:
     for dropout in args.dropout:
         name = f"modality_dropout={dropout:g}"
         started = time.perf_counter()
-        clf = _classifier(work / name, args.seed, args.epochs, dropout, args.image_size,
-                          args.patch_size, args.small).fit(data, progress=False)
+        clf = _classifier(work / name, args.seed, args.epochs, dropout, args.image_size, args.small).fit(data, progress=False)
         train_seconds = time.perf_counter() - started
         rows = {}
         for condition, kwargs in conditions:

@@ -1,3 +1,3 @@
-from fluid.cli import app
+from fluid.cli import main
 
-app(prog_name="fluid")
+main()

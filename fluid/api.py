@@ -38,6 +38,7 @@ from fluid.baselines.model import STATE_FILE as CLASSICAL_STATE_FILE
 from fluid.config import Columns, RunConfig
 from fluid.data.dataset import IMAGE_PROBLEM, ColumnCells, unreadable_image_reason
 from fluid.data.schema import has_value, present
+from fluid.errors import OptionError
 from fluid.training.device import resolve_device
 
 log = logging.getLogger("fluid")
@@ -137,7 +138,7 @@ class Classifier:
         values = {k: v for k, v in params.items() if v is not None}
         unknown = set(values) - RunConfig.field_names()
         if unknown:
-            raise TypeError(f"Classifier got unknown options {sorted(unknown)}; valid options: "
+            raise OptionError(f"Classifier got unknown options {sorted(unknown)}; valid options: "
                             f"{sorted(RunConfig.field_names() - {'columns'}) + sorted(_COLUMN_PARAMS)}")
         base = RunConfig().to_dict()
         base.update(values)
@@ -647,7 +648,8 @@ class Classifier:
     def predict_top_k(self, data, k: int = 5) -> list[dict]:
         """Per item: ``{"labels": [{"label", "probability"}...k], "gate": [l floats] | None,
         "gate_mean": float | None, "experts": [{"expert", "weight"}...] | None, "missing": ["image"|"text"...]}``
-        — what ``fluid predict`` and the server return. ``experts`` are the MoE experts the item was routed to
+        — what ``fluid predict`` and the server return. An image that could not be decoded counts as missing and
+        ``"image_problem"`` says why. ``experts`` are the MoE experts the item was routed to
         (FLUID heads with the MoE; at most the head's top_k, weights renormalised to sum to 1, largest first).
         Items with neither modality get ``"labels": []`` and ``"error"``."""
         self._check_fitted()
@@ -655,26 +657,41 @@ class Classifier:
         return self._top_k_for_frame(catalogue.frame, catalogue.image_root, k)
 
     def _top_k_for_frame(self, frame: pd.DataFrame, image_root, k: int) -> list[dict]:
+        """:meth:`predict_top_k` of a canonical frame. An image that fails to decode is missing: ``missing``
+        names it and ``image_problem`` says why; with no text either, the item gets no labels and an ``error``."""
         ok = self._scorable(frame).to_numpy()
         out = self._run(frame[ok], image_root)
+        unreadable = {row["row"]: row["problem"] for row in out.get("unreadable_images") or ()}
         results, scored = [], 0
-        for has_modality, text, image in zip(ok, frame["text"], frame["image"]):
+        for row_label, has_modality, text, image in zip(frame.index, ok, frame["text"], frame["image"]):
             missing = [name for name, value in (("image", image), ("text", text)) if not has_value(value)]
             if not has_modality:
                 results.append({"labels": [], "gate": None, "gate_mean": None, "experts": None,
                                 "missing": missing, "error": "neither text nor image"})
                 continue
+            problem = unreadable.get(row_label)
             proba = out["proba"][scored]
-            order = np.argsort(-proba, kind="stable")[: max(1, k)]
             gate = out["gate"][scored] if out["gate"] is not None else None
-            results.append({
+            routing = out["routing"][scored] if out["routing"] is not None else None
+            scored += 1
+            if problem is not None:
+                missing = ["image", *missing]
+                if "text" in missing:
+                    results.append({"labels": [], "gate": None, "gate_mean": None, "experts": None,
+                                    "missing": missing, "image_problem": problem,
+                                    "error": f"neither text nor image: the image could not be read ({problem})"})
+                    continue
+            order = np.argsort(-proba, kind="stable")[: max(1, k)]
+            result = {
                 "labels": [{"label": self.classes_[i], "probability": float(proba[i])} for i in order],
                 "gate": gate.tolist() if gate is not None else None,
                 "gate_mean": float(gate.mean()) if gate is not None else None,
-                "experts": self._chosen_experts(out["routing"][scored]) if out["routing"] is not None else None,
+                "experts": self._chosen_experts(routing) if routing is not None else None,
                 "missing": missing,
-            })
-            scored += 1
+            }
+            if problem is not None:
+                result["image_problem"] = problem
+            results.append(result)
         return results
 
     def _chosen_experts(self, routing: np.ndarray) -> list[dict]:
@@ -687,11 +704,12 @@ class Classifier:
     def predict_to_file(self, data, out: str | Path, *, top_k: int = 5, chunk_size: int = 2048,
                         progress: bool = True) -> dict:
         """Scores a whole catalogue chunk by chunk and writes one row per item to ``out`` (.csv or .parquet):
-        ``id, label_1, probability_1, … label_k, probability_k, gate_mean, missing, error``. Rows keep the
+        ``id, label_1, probability_1, … label_k, probability_k, gate_mean, missing, image_problem, error``. Rows keep the
         catalogue's order; the file appears only when complete (written to a temporary name, then renamed).
 
         Returns:
-            ``{"n_items", "n_scored", "n_unscorable", "n_dropped_by_reader", "bad_rows", "path"}``; rows the
+            ``{"n_items", "n_scored", "n_unscorable", "n_unreadable_images", "n_dropped_by_reader", "bad_rows",
+            "path"}`` (``image_problem`` says why an item's image could not be read; it was scored without it); rows the
             reader could not use at all (e.g. neither text nor image in a file) are counted in
             ``n_dropped_by_reader`` and described in ``bad_rows``.
         """
@@ -703,7 +721,7 @@ class Classifier:
             raise ValueError(f"{out}: the output must end in .csv or .parquet")
         catalogue = self._read(data, split="test", require_label=False)
         frame = catalogue.frame
-        writer, n_unscorable = None, 0
+        writer, n_unscorable, n_unreadable = None, 0, 0
         with atomic_path(out) as tmp:
             with Progress(disable=not progress) as bar:
                 task = bar.add_task("scoring", total=len(frame))
@@ -712,6 +730,7 @@ class Classifier:
                     rows = self._top_k_for_frame(chunk, catalogue.image_root, top_k)
                     table = _top_k_table(chunk["id"].tolist(), rows, top_k)
                     n_unscorable += int(table["error"].notna().sum())
+                    n_unreadable += int(table["image_problem"].notna().sum())
                     writer = _append_table(writer, table, tmp, first=start == 0, csv=out.name.endswith(".csv"))
                     bar.advance(task, len(chunk))
             if writer is not None and hasattr(writer, "close"):
@@ -719,7 +738,7 @@ class Classifier:
             if len(frame) == 0:
                 _top_k_table([], [], top_k).to_csv(tmp, index=False)
         return {"n_items": len(frame), "n_scored": len(frame) - n_unscorable, "n_unscorable": n_unscorable,
-                "n_dropped_by_reader": catalogue.report.dropped_rows, "bad_rows": catalogue.report.to_dict(),
+                "n_unreadable_images": n_unreadable, "n_dropped_by_reader": catalogue.report.dropped_rows, "bad_rows": catalogue.report.to_dict(),
                 "path": str(out)}
 
     def embed(self, data, *, progress: bool = False) -> np.ndarray:
@@ -903,6 +922,10 @@ def _is_multi_device(devices) -> bool:
 
 
 
+#: The string columns of a ``predict_to_file`` table besides the labels.
+TEXT_COLUMNS = ("id", "missing", "image_problem", "error")
+
+
 def _top_k_table(ids: list, rows: list[dict], k: int) -> pd.DataFrame:
     """One row per item from :meth:`Classifier.predict_top_k` results (missing ranks left empty)."""
     records = []
@@ -914,10 +937,11 @@ def _top_k_table(ids: list, rows: list[dict], k: int) -> pd.DataFrame:
             record[f"probability_{rank + 1}"] = hit["probability"] if hit else None
         record["gate_mean"] = row.get("gate_mean")
         record["missing"] = ",".join(row["missing"])
+        record["image_problem"] = row.get("image_problem")
         record["error"] = row.get("error")
         records.append(record)
     columns = ["id"] + [f"{name}_{r + 1}" for r in range(k) for name in ("label", "probability")] + [
-        "gate_mean", "missing", "error"]
+        "gate_mean", *TEXT_COLUMNS[1:]]
     return pd.DataFrame.from_records(records, columns=columns)
 
 
@@ -929,9 +953,9 @@ def _append_table(writer, table: pd.DataFrame, path: Path, *, first: bool, csv: 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([(c, pa.string()) if c in ("id", "missing", "error") or c.startswith("label_")
+    schema = pa.schema([(c, pa.string()) if c in TEXT_COLUMNS or c.startswith("label_")
                         else (c, pa.float64()) for c in table.columns])
-    arrow = pa.Table.from_pandas(table.astype({c: object for c in ("id", "missing", "error")}), schema=schema,
+    arrow = pa.Table.from_pandas(table.astype({c: object for c in TEXT_COLUMNS}), schema=schema,
                                  preserve_index=False)
     if writer is None:
         writer = pq.ParquetWriter(str(path), schema)

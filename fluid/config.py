@@ -118,12 +118,18 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
-        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        try:
+            values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:  # e.g. a !!python/object tag: safe_load builds plain data only
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ValueError(f"{path}: not a plain YAML mapping of config keys ({first}); config files hold "
+                             "plain values only, and Python tags are refused") from None
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping of config keys, got {type(values).__name__}")
         return cls.from_dict(values)
 
 
+#: The demo's text encoder (the tiny BERT at width 64); its image encoder is the tiny convnet as it comes.
 DEMO_ENCODER = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128}
 
 
@@ -132,11 +138,12 @@ DEMO_HEAD = {"hidden_dim": 64, "num_heads": 4, "num_queries": 8, "num_experts": 
 
 
 def demo_config(model: str = "fluid", **overrides) -> RunConfig:
-    """The configuration of ``fluid demo``: the offline ``tiny`` encoders (2 layers, width 64, trained with the
-    head: no pretrained weights offline) and everything else left to the ``auto`` recipe, which sizes the head,
-    the batch, the learning rates and the epochs to the catalogue (:mod:`fluid.training.recipe`)."""
+    """The configuration of ``fluid demo``: the offline ``tiny`` encoders (a 2-layer BERT of width 64 and the
+    small convnet, trained with the head: no pretrained weights offline) and everything else left to the
+    ``auto`` recipe, which sizes the head, the batch, the learning rates and the epochs to the catalogue
+    (:mod:`fluid.training.recipe`)."""
     base = dict(model=model, text_encoder="tiny", image_encoder="tiny",
-                encoder_overrides={"text": dict(DEMO_ENCODER), "image": dict(DEMO_ENCODER)})
+                encoder_overrides={"text": dict(DEMO_ENCODER)})
     base.update(overrides)
     return RunConfig.from_dict(base)
 
@@ -148,7 +155,6 @@ SMOKE_TEST_OVERRIDES = {
     "head": {"hidden_dim": 32, "num_queries": 4, "num_experts": 4, "num_heads": 2},
     "encoder_overrides": {
         "text": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
-        "image": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
-                  "image_size": 32, "patch_size": 8},
+        "image": {"hidden_size": 32, "image_size": 32, "widths": [8, 8, 16]},
     },
 }

@@ -67,7 +67,7 @@ def _build_network(size: str, setup: Setup, corpus: list[str], num_classes: int,
 
     dims = SIZES[size]
     text = build_text_encoder("tiny", corpus=corpus, freeze=setup.freeze, max_length=512, seed=seed, **dims["text"])
-    image = build_image_encoder("tiny", freeze=setup.freeze, seed=seed, **dims["image"])
+    image = build_image_encoder("tiny-vit", freeze=setup.freeze, seed=seed, **dims["image"])
     if setup.pad_to_max:
         text.preprocessor.padding = "max_length"
     for encoder in (text, image):

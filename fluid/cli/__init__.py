@@ -6,4 +6,19 @@ One module per group of commands; each registers its commands on the shared :dat
 from fluid.cli.common import app
 from fluid.cli import bench, data, run, predict, serve, review, export, experiment  # noqa: F401,E402  (registers the commands)
 
-__all__ = ["app"]
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """The ``fluid`` executable: the typer app, with any user error that a command did not report itself
+    (see :data:`fluid.cli.common.USER_ERRORS`) printed as one line on stderr and exit code 2."""
+    import warnings
+
+    from fluid.cli.common import USER_ERRORS, error_line, warning_line
+
+    warnings.showwarning = warning_line
+    try:
+        app(prog_name="fluid")
+    except USER_ERRORS as error:
+        error_line(error)
+        raise SystemExit(2) from None

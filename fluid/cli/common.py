@@ -6,26 +6,44 @@ import os
 from pathlib import Path
 
 import typer
+import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from fluid.data.errors import SpillError
+from fluid.errors import OptionError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="FLUID: multimodal (image + text) product classification.")
 console = Console()
+error_console = Console(stderr=True)
 
-#: Errors a command reports as a one-line message (what is wrong and where) instead of a traceback.
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, SpillError)
+#: Errors a command reports as a one-line message on stderr (what is wrong and where) with exit code 2 instead
+#: of a traceback: bad values and files, unknown options, what the operating system refused (a missing or
+#: unreadable file, a full disk, an encoder that cannot be loaded: ``EncoderLoadError``, ``SpillError``), and
+#: YAML that is not plain data. A plain ``TypeError`` or ``KeyError`` is a bug in FLUID and keeps its traceback.
+USER_ERRORS = (ValueError, OptionError, OSError, yaml.YAMLError)
 
 
 TABLE_KEYS = (("accuracy", "Acc"), ("macro_precision", "Macro P"), ("macro_recall", "Macro R"),
               ("macro_f1", "Macro F1"), ("top5_accuracy", "Top-5"))
 
 
-def fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+def fail(message: object) -> None:
+    """Print ``error: <message>`` (its first line) on stderr and exit with code 2."""
+    error_line(message)
     raise typer.Exit(code=2)
+
+
+def warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` of the ``fluid`` executable: ``warning: <message>`` on stderr, no source line."""
+    error_console.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True, highlight=False)
+
+
+def error_line(message: object) -> None:
+    """``error: <the first line of message>`` on stderr."""
+    first = (str(message).strip().splitlines() or [type(message).__name__])[0]
+    error_console.print(f"[bold red]error:[/] {escape(first)}", soft_wrap=True, highlight=False)
 
 
 def results_table(title: str, results: dict[str, dict]) -> Table:
@@ -62,14 +80,15 @@ def parse_devices(value: str):
 
 
 def parse_overrides(pairs: list[str]) -> dict:
-    import yaml
-
     overrides = {}
     for pair in pairs:
         if "=" not in pair:
             fail(f"--head expects KEY=VALUE, got {pair!r}")
         key, value = pair.split("=", 1)
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            fail(f"--head {pair!r}: the value is not a plain YAML value ({str(error).splitlines()[0]})")
     return overrides
 
 

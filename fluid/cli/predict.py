@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from fluid.cli.common import USER_ERRORS, app, console, fail, load_run, show_progress
+from fluid.cli.common import USER_ERRORS, app, console, fail, load_run, show_progress, warning_line
 
 
 @app.command()
@@ -28,6 +28,11 @@ def predict(run_dir: Path = typer.Argument(..., help="A run directory written by
     row = {columns.text[0]: text, columns.image or "image": image.read_bytes() if image is not None else None}
     result = classifier.predict_top_k(pd.DataFrame([row]), k=top_k)[0]
     print(json.dumps(result, indent=2))
+    if result.get("error"):
+        fail(f"{image}: {result['error']}" if result.get("image_problem") else result["error"])
+    if result.get("image_problem"):
+        warning_line(f"{image}: the image could not be read ({result['image_problem']}); predicted from the text "
+                     "alone", UserWarning, "", 0)
 
 @app.command("predict-batch")
 def predict_batch(run_dir: Path = typer.Argument(..., help="A run directory written by `fluid train`."),
@@ -43,7 +48,9 @@ def predict_batch(run_dir: Path = typer.Argument(..., help="A run directory writ
     except USER_ERRORS as error:
         fail(str(error))
     console.print(f"wrote {summary['n_items']} rows to [bold]{out}[/]; {summary['n_unscorable']} without text or "
-                  f"image (marked in the error column); {summary['n_dropped_by_reader']} rows of the input "
-                  "could not be read and are not in the file", soft_wrap=True)
+                  f"image (marked in the error column); {summary['n_unreadable_images']} with an image that could "
+                  "not be read, scored without it (the image_problem column says why); "
+                  f"{summary['n_dropped_by_reader']} rows of the input could not be read and are not in the file",
+                  soft_wrap=True)
     if summary["n_dropped_by_reader"]:
         console.print(json.dumps(summary["bad_rows"], indent=2, default=str), soft_wrap=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Optional
@@ -115,11 +116,14 @@ def train(
     params.update({k: v for k, v in options.items() if v is not None})
     if head:
         params["head"] = {**params.get("head", {}), **parse_overrides(head)}
+    created = not out.exists()
     try:
         classifier = Classifier(path=str(out), **params)
         classifier.fit(data, val_data, devices=parse_devices(devices), resume=resume, time_limit=time_limit,
                        progress=show_progress())
     except USER_ERRORS as error:
+        if created:
+            remove_unless_resumable(out)
         fail(str(error))
     if classifier.metrics_ is None:
         return  # a secondary process of a multi-device (DDP) run: the first one writes the report
@@ -129,6 +133,13 @@ def train(
     if selection:
         console.print(f"model auto: kept {selection['reason']}")
     console.print(f"run directory: [bold]{out}[/] (report: {out / 'report.md'})")
+
+
+def remove_unless_resumable(directory: Path) -> None:
+    """Delete ``directory`` (which this command created) unless it holds a checkpoint that ``--resume`` could
+    continue: a run that failed before training leaves nothing behind."""
+    if directory.is_dir() and not any(directory.rglob("*.ckpt")):
+        shutil.rmtree(directory)
 
 
 def validation_rows(classifier) -> dict[str, dict]:

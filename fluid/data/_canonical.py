@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from PIL import Image
 
 from fluid.data.errors import BadRowError, ColumnError
-from fluid.data.images import PathProblem, is_zip_ref, resolve_image_path
+from fluid.data.images import PathProblem, check_image_file, is_zip_ref, resolve_image_path
 from fluid.data.report import REASONS, BadRowReport, check_policy
 from fluid.data.schema import (
     COLUMNS, ID, IMAGE, LABEL, LABEL_SOURCE, LANGUAGE, MAX_TEXT_CHARS, TEXT, Catalogue, string_series,
@@ -40,6 +40,25 @@ def require_columns(present: Sequence[Any], wanted: Iterable[str | None], source
     for c in wanted:
         if c is not None and c not in cols:
             raise ColumnError(c, source, cols)
+
+
+def text_cells(df: pd.DataFrame, columns: Sequence[str]) -> tuple[list[pd.Series], dict[int, str]]:
+    """The text columns of ``df`` with every cell that is not text (a list, a mapping, a boolean: JSON lines
+    parse them as such) made empty, and ``{row position: what it held}`` for the ``text-invalid`` bad-row
+    reason. Numbers stay (a JSON ``42`` is the text "42")."""
+    out, problems = [], {}
+    for name in columns:
+        column = df[name]
+        if column.dtype == object:
+            bad = column.map(lambda v: isinstance(v, (list, tuple, dict, set, bool))).to_numpy(dtype=bool)
+            if bad.any():
+                for position in np.flatnonzero(bad):
+                    if int(position) not in problems:
+                        value = column.iloc[position]
+                        problems[int(position)] = f"column {name!r} holds a {type(value).__name__}, not text"
+                column = column.where(~bad, None)
+        out.append(column)
+    return out, problems
 
 
 def _cell_str(v: Any) -> str:
@@ -156,6 +175,10 @@ def classify_images(
 ) -> tuple[np.ndarray, dict[str, dict[int, str]]]:
     """Per-cell: resolve paths (inside ``image_root`` when given), keep bytes / PIL images, mark problems.
 
+    With ``check_exists``, a path must name a regular file and, with a root, no symbolic link on the way may
+    lead outside the root (:func:`~fluid.data.images.check_image_file`); without it no file-system call is made
+    and :func:`~fluid.data.images.load_image` does the link check when the image is read.
+
     Returns the image object array (problems → None) and ``{reason: {position: detail}}``.
     """
     out = np.full(len(cells), None, dtype=object)
@@ -164,7 +187,8 @@ def classify_images(
     def bad(reason: str, i: int, detail: str) -> None:
         problems.setdefault(reason, {})[i] = detail
 
-    isfile = os.path.isfile
+    real_dirs: dict[str, str] = {}  # folder → its real path, for the symbolic-link check (one per folder)
+    real_root = os.path.realpath(image_root) if image_root is not None and check_exists else None
     for i, v in enumerate(cells):
         if v is None or (isinstance(v, float) and math.isnan(v)):
             bad("image-empty", i, "no image given")
@@ -177,11 +201,10 @@ def classify_images(
                 continue
             try:
                 path = resolve_image_path(v, image_root)
+                if check_exists:  # the file exists, is a regular file, and no link leads out of the root
+                    check_image_file(v, path, image_root, real_dirs=real_dirs, real_root=real_root)
             except PathProblem as p:
                 bad(p.reason, i, p.detail)
-                continue
-            if check_exists and not isfile(path):
-                bad("image-missing", i, f"{v.strip()!r} not found (looked for {path})")
                 continue
             out[i] = path
         elif isinstance(v, (bytes, bytearray, memoryview)):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import warnings
 from pathlib import Path
 import functools
 from typing import Any, Iterable, Iterator, Sequence
@@ -18,13 +19,14 @@ import pyarrow as pa
 
 from fluid.data._canonical import (
     CHUNK_ROWS, arrow_strings, canonical, chunked, classify_images, join_text, releases_arrow_memory,
-    require_columns, shared_strings, strings,
+    require_columns, shared_strings, strings, text_cells,
 )
 from fluid.data.errors import ColumnError
 from fluid.data.report import DEFAULT_POLICY
 from fluid.data.schema import ID, LABEL_SOURCE, LANGUAGE, Catalogue
 from fluid.data.store import MEMORY_MAP_ROWS
 from fluid.data.stream import Chunk, Gathered, gather, parsed_chunks
+from fluid.errors import OptionError
 
 __all__ = ["read_table", "normalize_frame", "read_catalogue", "detect_encoding", "TABLE_SUFFIXES"]
 
@@ -182,7 +184,10 @@ def _wanted_columns(
         if label_col == "label" and not require_label:
             label_col = None  # default name absent: an unlabelled catalogue (e.g. to predict)
         else:
-            raise ColumnError(label_col, source, present, "pass label_col=None for an unlabelled catalogue")
+            raise ColumnError(label_col, source, present,
+                              "name the label column: --label-col on the command line, label= in Python"
+                              if require_label else
+                              "name the label column (--label-col / label=), or none for an unlabelled catalogue")
     return {
         "text_cols": text_cols,
         "image_col": image_col,
@@ -199,12 +204,14 @@ def _convert(df: pd.DataFrame, cols: dict[str, Any], image_root: str | None, che
     """One chunk of a table (or a whole DataFrame) converted: Arrow strings, shared label-like strings, image
     problems."""
     n = len(df)
-    strings_of = {"text": join_text([arrow_strings(df[c]) for c in cols["text_cols"]], n)}
-    problems: dict[str, dict[int, str]] = {}
+    texts, invalid_text = text_cells(df, cols["text_cols"])
+    strings_of = {"text": join_text([arrow_strings(c) for c in texts], n)}
+    problems: dict[str, dict[int, str]] = {"text-invalid": invalid_text} if invalid_text else {}
     image = np.full(n, None, dtype=object)
     if cols["image_col"] is not None:
-        image, problems = classify_images(df[cols["image_col"]].to_numpy(dtype=object), image_root,
+        image, image_problems = classify_images(df[cols["image_col"]].to_numpy(dtype=object), image_root,
                                           check_exists=check_images, allow_zip=allow_zip)
+        problems.update(image_problems)
     paths = chunked(image)
     strings_of["image"] = paths if paths is not None else pa.nulls(n, type=pa.large_string())
     if cols["id_col"] is not None:
@@ -291,10 +298,36 @@ def _table_columns(path: Path, fmt: str, compressed: bool, encoding: str | None)
         import pyarrow.parquet as pq
 
         return list(pq.read_schema(path).names), None
-    sep = "," if fmt == "csv" else "\t"
     return _read_with_encoding(
-        lambda e: list(pd.read_csv(path, sep=sep, nrows=0, encoding=e).columns), path, encoding, compressed
+        lambda e: list(pd.read_csv(path, sep=_separator(path, fmt, e), nrows=0, encoding=e).columns), path,
+        encoding, compressed
     )
+
+
+#: Delimiters tried, in order, when a ``.csv`` header does not split on commas.
+OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def _separator(path: Path, fmt: str, encoding: str | None) -> str:
+    """The delimiter of a CSV / TSV file: a tab for TSV; for CSV a comma, unless the header is one column that
+    splits on a semicolon, tab or pipe (spreadsheets in many locales write ``;``), which a warning then names
+    (once per file version)."""
+    if fmt != "csv":
+        return "\t"
+    return _sniffed_separator(str(path), encoding, os.stat(path).st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sniffed_separator(path: str, encoding: str | None, mtime_ns: int) -> str:
+    header = pd.read_csv(path, sep=",", nrows=0, encoding=encoding).columns
+    if len(header) > 1:
+        return ","
+    for sep, name in OTHER_DELIMITERS.items():
+        if len(pd.read_csv(path, sep=sep, nrows=0, encoding=encoding).columns) > 1:
+            warnings.warn(f"{path}: the header is one column with commas but splits on {name}s: reading the file "
+                          f"as {name}-separated", stacklevel=4)
+            return sep
+    return ","
 
 
 def _is_json_array(path: Path, fmt: str) -> bool:
@@ -507,7 +540,7 @@ def _table_chunks(path: Path, fmt: str, use: list[str], encoding: str | None, co
             for batch in parquet.iter_batches(batch_size=CHUNK_ROWS, columns=use):
                 yield _convert(batch.to_pandas(), cols, image_root, check_images, allow_zip=False)
         return
-    with pd.read_csv(path, sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False, na_values=[""],
+    with pd.read_csv(path, sep=_separator(path, fmt, encoding), dtype=str, keep_default_na=False, na_values=[""],
                      usecols=use, encoding=encoding, chunksize=CHUNK_ROWS) as chunks:
         for chunk in chunks:
             yield _convert(chunk[use], cols, image_root, check_images, allow_zip=False)
@@ -565,7 +598,7 @@ def read_catalogue(
         raise FileNotFoundError(f"catalogue not found: {path} (expected {_ACCEPTED})")
     if find_glami(path, strict=False) is not None:
         if columns:
-            raise TypeError(f"{path} is a GLAMI-1M catalogue; column options {sorted(columns)} do not apply")
+            raise OptionError(f"{path} is a GLAMI-1M catalogue; column options {sorted(columns)} do not apply")
         return read_glami(path, split or "train", on_bad_row=on_bad_row, require_label=require_label,
                           memory_map_rows=memory_map_rows, workers=workers)
     if path.is_dir():

@@ -22,6 +22,7 @@ REASONS: dict[str, str] = {
     "image-missing": "image file does not exist",
     "image-invalid": "image cell has an unsupported type",
     "image-empty": "no image given in the image column",
+    "text-invalid": "a text cell holds a list, an object or a boolean, not text (read as empty)",
     "text-empty": "all text columns are empty",
     "label-missing": "no label in a labelled catalogue (dropped when labels are required)",
     "id-missing": "empty id cell; the row number is used as id",

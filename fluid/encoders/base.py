@@ -33,6 +33,8 @@ from torch import Tensor, nn
 from fluid._io import write_json_atomic
 from fluid._sdpa import varying_length_attention
 
+from .presets import PRESETS
+
 logger = logging.getLogger(__name__)
 
 SPEC_FILE = "encoder.json"
@@ -146,7 +148,8 @@ class Encoder(nn.Module):
     # ------------------------------------------------------------------ properties
     @property
     def is_preset(self) -> bool:
-        return self.source == "tiny"
+        """True for the offline presets built with random weights (``tiny``, ``tiny-vit``): trained by default."""
+        return self.source in PRESETS
 
     @property
     def config(self):

@@ -60,7 +60,9 @@ from .base import Encoder, EncoderOutput, _json_default
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = "fluid.feature-cache/1"
+#: Shards of another format are rebuilt, not read. 2: images with a side over 1,024 px are decoded downscaled
+#: (fluid.data.images.MAX_DECODED_SIDE), so features cached from full-size decodes are not reused.
+CACHE_FORMAT = "fluid.feature-cache/2"
 DEFAULT_BUDGET_BYTES = 20 * 1024**3
 ESTIMATE_SAMPLE = 2000  # items read to estimate a build's size when token counts are not known per item
 _FP16_MAX = 65504.0

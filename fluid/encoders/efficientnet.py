@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from fluid.errors import OptionError
+
 from .backbone import BackboneConfig, ImageBackbone, ImageTransform
 from .hub import EncoderLoadError
 
@@ -144,7 +146,7 @@ class EfficientNetLite(ImageBackbone):
 def _check_overrides(variant: str, overrides: dict[str, Any]) -> None:
     unknown = sorted(set(overrides) - set(OVERRIDES))
     if unknown:
-        raise TypeError(f"unknown {variant} option(s) {unknown}; use {list(OVERRIDES)}")
+        raise OptionError(f"unknown {variant} option(s) {unknown}; use {list(OVERRIDES)}")
 
 
 def efficientnet_lite0(**overrides: Any) -> EfficientNetLite:

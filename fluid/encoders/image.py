@@ -15,7 +15,8 @@ from torch import Tensor
 from . import backbone as backbones
 from . import hub
 from .base import Encoder, EncoderOutput, read_spec
-from .presets import TINY, init_model, tiny_image_parts
+from .presets import TINY, TINY_VIT, init_model, tiny_image_parts
+from .tinyconv import tiny_convnet
 
 #: Parameter-name endings of a learned class token prepended to the patch tokens (ViT family; CLIP).
 CLASS_TOKEN_PARAMETERS = ("cls_token", "class_embedding")
@@ -338,10 +339,17 @@ def build_image_encoder(
         EncoderLoadError: the name is neither a local directory nor loadable from the hub (e.g. offline).
     """
     if str(name) == TINY:
+        model = tiny_convnet(**preset_overrides)
+        return ImageEncoder(
+            model, model.transform, source=TINY, freeze=freeze, train_top_layers=train_top_layers,
+            overrides=preset_overrides,
+        )
+    if str(name) == TINY_VIT:
         config, processor, seed = tiny_image_parts(preset_overrides)
         model = init_model(config, "image", seed)
         return ImageEncoder(
-            model, processor, source=TINY, freeze=freeze, train_top_layers=train_top_layers, overrides=preset_overrides
+            model, processor, source=TINY_VIT, freeze=freeze, train_top_layers=train_top_layers,
+            overrides=preset_overrides,
         )
     if backbones.is_backbone(name):
         model = backbones.build_backbone(name, **preset_overrides)
@@ -365,14 +373,17 @@ def load_image_encoder(directory: str | os.PathLike, *, source: str | None = Non
     wanted = source or spec["source"]
     if backbones.is_backbone(wanted):
         return _load_backbone_encoder(d, spec, wanted)
+    overrides = spec.get("overrides") or {}
+    if spec["source"] == TINY and _saved_backbone(d):
+        return build_image_encoder(TINY, freeze=spec.get("freeze"),
+                                   train_top_layers=int(spec.get("train_top_layers", 0)), **overrides)
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(str(d))
     processor = hub.load_image_processor(str(d))
-    overrides = spec.get("overrides") or {}
-    if spec["source"] == TINY:
+    if spec["source"] in (TINY, TINY_VIT):  # TINY: a run saved when the tiny preset was the ViT
         model = init_model(config, "image", overrides.get("seed"))
-        src = TINY
+        src = TINY_VIT
     else:
         src = hub.resolve_source(source or spec["source"])
         model = hub.load_model(src, config, "image")
@@ -380,6 +391,14 @@ def load_image_encoder(directory: str | os.PathLike, *, source: str | None = Non
         model, processor, source=src, freeze=spec.get("freeze"),
         train_top_layers=int(spec.get("train_top_layers", 0)), overrides=overrides,
     )
+
+
+def _saved_backbone(directory: Path) -> bool:
+    """True when ``directory``'s config.json describes a non-Hugging-Face backbone (not a transformers config)."""
+    import json
+
+    path = directory / backbones.CONFIG_FILE
+    return path.is_file() and "backbone" in json.loads(path.read_text(encoding="utf-8"))
 
 
 def _load_backbone_encoder(directory: Path, spec: dict[str, Any], name: str) -> ImageEncoder:

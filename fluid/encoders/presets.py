@@ -20,7 +20,11 @@ import numpy as np
 import torch
 from transformers import BertConfig, PreTrainedTokenizerFast, ViTConfig
 
+from fluid.errors import OptionError
+
 TINY = "tiny"
+TINY_VIT = "tiny-vit"  # the image preset before the tiny convnet (fluid.encoders.tinyconv)
+PRESETS = (TINY, TINY_VIT)
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -76,7 +80,7 @@ def _split_overrides(overrides: dict[str, Any], defaults: dict[str, Any], extra:
     known = set(config_cls().to_dict()) | set(extra) | {"seed"}
     unknown = sorted(k for k in overrides if k not in known)
     if unknown:
-        raise TypeError(
+        raise OptionError(
             f"unknown tiny preset option(s) {unknown}; use {sorted(set(defaults) | set(extra) | {'seed'} | set(ALIASES))}"
             f" or a {config_cls.__name__} field"
         )

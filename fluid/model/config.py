@@ -138,6 +138,11 @@ class FluidConfig(HeadConfig):
             layer-normalised masked means of the image and text tokens is added to the logits (a logistic probe
             on the pooled encoder features trained with the head), so the head can always fall back on what a
             linear probe reads; the ``auto`` recipe turns it on (docs/model.md, "Deviations").
+        unimodal_weight*: λu, 0 (paper) = off. > 0 = during training each modality's layer-normalised masked
+            mean of encoder tokens also feeds a linear classifier of its own, and λu · the mean of their two
+            cross-entropies (items whose modality is absent left out) joins the loss. The classifiers serve
+            training only (as in Gradient Blending, Wang et al. 2020): every encoder keeps learning from its
+            own modality after the other has fitted the training labels (docs/model.md, "Deviations").
         no_qtransform_pooling*: with use_qtransform=False, the 1-token summary of each encoder sequence:
             "cls" (first valid token), "mean" (masked mean) or "auto": "cls" for a modality whose sequences
             start with a CLS token, "mean" for one without (``build_head(..., image_has_cls=, text_has_cls=)``;
@@ -175,9 +180,11 @@ class FluidConfig(HeadConfig):
     use_moe: bool = True
     no_qtransform_pooling: str = "auto"
     pooled_shortcut: bool = False
+    unimodal_weight: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check(self.unimodal_weight >= 0, f"unimodal_weight must be >= 0, got {self.unimodal_weight}")
         for name in ("num_queries", "num_bottleneck_queries", "qtransform_layers", "bottleneck_layers", "num_experts"):
             _check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         _check(1 <= self.top_k <= self.num_experts, f"top_k must be in [1, num_experts={self.num_experts}], got {self.top_k}")

@@ -33,6 +33,9 @@ class HeadOutput:
             modalities, left for ``head.loss`` to turn into the contrastive term when that term needs the labels
             (FLUID with ``contrastive_mask_same_label``; then ``aux_losses`` has no ``"contrastive"``). Else None.
         contrastive_pairs (Tensor | None): B bool, which items those B' rows are (with ``contrastive_logits``).
+        unimodal_logits (dict[str, tuple[Tensor, Tensor]] | None): modality -> (B x C logits of that modality's
+            own training classifier, B bool: the modality is present), for ``head.loss`` (FLUID with
+            ``unimodal_weight`` > 0, training forward only). Else None.
     """
 
     logits: Tensor
@@ -43,3 +46,4 @@ class HeadOutput:
     routing: Tensor | None = None
     contrastive_logits: Tensor | None = None
     contrastive_pairs: Tensor | None = None
+    unimodal_logits: dict[str, tuple[Tensor, Tensor]] | None = None

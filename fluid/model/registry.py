@@ -9,6 +9,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from fluid.errors import OptionError
+
 from .config import (
     Blip2Config,
     EarlyFusionConfig,
@@ -101,7 +103,7 @@ def head_config(name: str, **overrides: Any) -> HeadConfig:
     valid = [f.name for f in dataclasses.fields(spec.config_class)]
     unknown = [k for k in overrides if k not in valid]
     if unknown:
-        raise TypeError(
+        raise OptionError(
             f"unknown option(s) {', '.join(map(repr, unknown))} for head {name!r} "
             f"({spec.config_class.__name__}); valid options: {', '.join(valid)}"
         )

@@ -5,8 +5,19 @@
   one ``predict_top_k`` call (up to ``micro_batch`` items, waiting at most ``max_wait_ms`` for company); one
   PyTorch forward pass at a time runs (torch already uses all cores inside one call), guarded by a
   ``threading.Lock`` that ``/predict/batch`` (already a batch) shares.
-* Bad input is answered with JSON ``{"detail": ...}`` and 400/413/422, never 500.
-* Images arrive only as uploaded bytes or base64; URLs are never fetched.
+* Bad input is answered with JSON ``{"detail": ...}`` and 400/413/415/422, never 500: bodies are read strictly
+  (:mod:`fluid.serve.strict`: the media type, then strict JSON — UTF-8, no NaN/Infinity, no lone surrogates).
+* Images arrive only as uploaded bytes or base64; URLs are never fetched. Each is decoded once, here, with a
+  bounded memory cost (:func:`fluid.data.load_image`): an image needing more than ``max_image_pixels`` decoded
+  pixels is refused (400) from its header before decoding (a JPEG counts the pixels of the 1/2-1/8 scale libjpeg
+  decodes it at), and every image is downscaled while decoding to at most
+  :data:`~fluid.data.images.MAX_DECODED_SIDE` px on its longer side; the model gets the decoded image. At most
+  :data:`DECODE_SLOTS` images are decoded at once per process, so decoding holds at most ``DECODE_SLOTS`` x
+  4 bytes x ``max_image_pixels`` for RGB images (up to 9 bytes: see ``MAX_DECODED_PIXELS``), the memory freed by
+  large decodes is handed back to the OS every 64 MB (:func:`fluid.data.images.release_decoding_memory`; glibc would
+  keep it in each thread's arena), and one ``/predict/batch`` request keeps at most ``max_batch`` x
+  ``MAX_DECODED_SIDE`` x ``MAX_DECODED_SIDE`` decoded pixels (4 bytes each), handed back after the request when
+  they were 64 MB or more.
 """
 
 from __future__ import annotations
@@ -20,26 +31,44 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 import fluid
 from fluid.data import BadImageError, load_image
+from fluid.data.images import (
+    MAX_DECODED_PIXELS,
+    MAX_DECODED_SIDE,
+    TRIM_AFTER_BYTES,
+    release_decoding_memory,
+)
 from fluid.serve.batching import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_WAIT_MS,
     MicroBatcher,
 )
+from fluid.serve.strict import (
+    StrictBodyRoute,
+    find_lone_surrogate,
+    lone_surrogate_message,
+    validation_error_handler,
+)
 from fluid.serve.web import router as web_router
 
 __all__ = ["create_app", "app_from_env", "ENV_RUN_DIR", "ENV_MAX_UPLOAD_MB", "ENV_MAX_BATCH", "ENV_MICRO_BATCH",
-           "ENV_MAX_WAIT_MS"]
+           "ENV_MAX_WAIT_MS", "ENV_MAX_IMAGE_PIXELS", "DECODE_SLOTS"]
 
 ENV_RUN_DIR = "FLUID_SERVE_RUN_DIR"
 ENV_MAX_UPLOAD_MB = "FLUID_SERVE_MAX_UPLOAD_MB"
 ENV_MAX_BATCH = "FLUID_SERVE_MAX_BATCH"
 ENV_MICRO_BATCH = "FLUID_SERVE_MICRO_BATCH"
 ENV_MAX_WAIT_MS = "FLUID_SERVE_MAX_WAIT_MS"
+ENV_MAX_IMAGE_PIXELS = "FLUID_SERVE_MAX_IMAGE_PIXELS"
+
+#: Most images decoded at the same time in one server process (the others wait): decoding is CPU work, so more
+#: would not be faster, and this bounds the memory that concurrent requests spend on decoding.
+DECODE_SLOTS = max(1, min(4, os.cpu_count() or 1))
 
 
 # ----------------------------------------------------------------------------------------------- schemas
@@ -96,6 +125,9 @@ class Info(BaseModel):
     fluid_version: str
     max_upload_mb: float
     max_batch: int
+    max_image_pixels: int = Field(description="Most decoded pixels per image (larger images are refused, 400).")
+    max_decoded_side: int = Field(description="Images are downscaled to at most this many px on the longer side "
+                                              "while decoded.")
     micro_batching: MicroBatching
 
 
@@ -159,9 +191,17 @@ def _clean_text(text: Optional[str]) -> Optional[str]:
     return text if text is not None and text.strip() else None
 
 
+def _check_form_text(text: Optional[str]) -> None:
+    """A form field decoded with an exotic ``charset`` (e.g. utf-7) can hold a lone surrogate: refuse it (400),
+    as a JSON body would be."""
+    surrogate = find_lone_surrogate(text)
+    if surrogate is not None:
+        raise HTTPException(400, lone_surrogate_message(("text",), surrogate[1]))
+
+
 def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_upload_mb: float = 10,
                max_batch: int = 64, micro_batch: int = DEFAULT_MAX_BATCH_SIZE,
-               max_wait_ms: float = DEFAULT_MAX_WAIT_MS) -> FastAPI:
+               max_wait_ms: float = DEFAULT_MAX_WAIT_MS, max_image_pixels: int = MAX_DECODED_PIXELS) -> FastAPI:
     """A FastAPI app serving one trained run.
 
     Args:
@@ -171,6 +211,9 @@ def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_uploa
         max_batch: most items in one ``/predict/batch`` request (413 above it).
         micro_batch: most concurrent ``/predict`` requests gathered into one model call (1 = no gathering).
         max_wait_ms: how long the first queued ``/predict`` request waits for others to join its batch.
+        max_image_pixels: most pixels decoded for one image; an image over it is refused (400, or a per-item error
+            in ``/predict/batch``) from its header, before decoding — except a JPEG that decodes within it at a
+            reduced scale. See :data:`fluid.data.images.MAX_DECODED_PIXELS`.
     """
     from fluid import Classifier
 
@@ -179,14 +222,31 @@ def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_uploa
     else:
         classifier = run_dir_or_classifier
         classifier._check_fitted()
-    if max_upload_mb <= 0 or max_batch < 1 or micro_batch < 1 or max_wait_ms < 0:
-        raise ValueError("max_upload_mb must be > 0, max_batch >= 1, micro_batch >= 1 and max_wait_ms >= 0")
+    if max_upload_mb <= 0 or max_batch < 1 or micro_batch < 1 or max_wait_ms < 0 or max_image_pixels < 1:
+        raise ValueError("max_upload_mb must be > 0, max_batch >= 1, micro_batch >= 1, max_wait_ms >= 0 and "
+                         "max_image_pixels >= 1")
     max_bytes = int(max_upload_mb * 1024 * 1024)
     columns = classifier.config.columns
     text_column = columns.text[0]
     image_column = columns.image or "image"
     n_classes = len(classifier.classes_)
     lock = threading.Lock()
+    decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
+
+    def decode(data: bytes):
+        """The uploaded bytes as the RGB image the model gets (downscaled while decoded; see the module
+        docstring); ``BadImageError`` when it cannot be decoded or is over ``max_image_pixels``."""
+        try:
+            with decode_slots:
+                return load_image(data, max_decoded_pixels=max_image_pixels)
+        finally:  # glibc would keep a large decode's memory in this thread's arena (one per thread): hand it back
+            release_decoding_memory()
+
+    def image_problem(error: BadImageError) -> str:
+        if error.kind == "too large":
+            return (f"image too large: {error.reason} (this server decodes at most {max_image_pixels} pixels per "
+                    f"image: --max-image-pixels / {ENV_MAX_IMAGE_PIXELS})")
+        return f"unreadable image: {error}"
 
     def check_top_k(top_k: Optional[int]) -> int:
         """The bounds are also declared on the parameters (so a bad top_k is a standard validation 422)."""
@@ -216,6 +276,8 @@ def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_uploa
     app = FastAPI(title="FLUID prediction server", version=fluid.__version__, lifespan=lifespan,
                   description="Multimodal (image + text) product classification. Images are uploaded, "
                               "never fetched from URLs.")
+    app.router.route_class = StrictBodyRoute  # 415 for a wrong media type, 400 for a body that is not strict JSON
+    app.add_exception_handler(RequestValidationError, validation_error_handler)  # a 422 that always renders
     app.add_middleware(BodySizeLimit, max_bytes=max_bytes)
     app.state.classifier = classifier
     app.state.batcher = batcher
@@ -230,19 +292,24 @@ def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_uploa
         config = classifier.config
         return {"model": config.model, "classes": list(classifier.classes_), "text_encoder": config.text_encoder,
                 "image_encoder": config.image_encoder, "fluid_version": fluid.__version__,
-                "max_upload_mb": max_upload_mb, "max_batch": max_batch,
+                "max_upload_mb": max_upload_mb, "max_batch": max_batch, "max_image_pixels": max_image_pixels,
+                "max_decoded_side": MAX_DECODED_SIDE,
                 "micro_batching": {"max_batch_size": micro_batch, "max_wait_ms": max_wait_ms,
                                    **batcher.stats.to_dict()}}
 
     @app.post("/predict", response_model=Prediction,
-              responses={400: {"description": "no modality, or an unreadable image"},
-                         413: {"description": "request body or image over the upload limit"}})
+              responses={400: {"description": "no modality, an unreadable image, an image over max_image_pixels, "
+                                              "or a malformed form body"},
+                         413: {"description": "request body or image over the upload limit"},
+                         415: {"description": "the body is not multipart/form-data or "
+                                              "application/x-www-form-urlencoded"}})
     async def predict(image: Optional[UploadFile] = File(None, description="Product image file."),
                       text: Optional[str] = Form(None, description="Product text (name and description)."),
                       top_k: Optional[int] = Form(None, ge=1, le=n_classes,
                                                   description="How many labels to return (1..number of classes; "
                                                               "default 5 or the number of classes if fewer).")):
         top_k = check_top_k(top_k)
+        _check_form_text(text)
         data = None
         if image is not None:
             data = await image.read(max_bytes + 1)  # guard the bytes actually read, whatever the headers said
@@ -253,19 +320,23 @@ def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_uploa
         text = _clean_text(text)
         if data is None and text is None:
             raise HTTPException(400, "give an image, a text, or both")
+        decoded = None
         if data is not None:
             try:
-                await run_in_threadpool(load_image, data)  # decoding is CPU work: keep the event loop free
+                decoded = await run_in_threadpool(decode, data)  # decoding is CPU work: keep the event loop free
             except BadImageError as error:
-                raise HTTPException(400, f"unreadable image: {error}") from None
-        result = await batcher.submit(({text_column: text, image_column: data}, top_k))
+                raise HTTPException(400, image_problem(error)) from None
+            del data  # the model gets the decoded (downscaled) image, not the bytes to decode again
+        result = await batcher.submit(({text_column: text, image_column: decoded}, top_k))
         if result.get("error"):  # cannot happen after the checks above; never a 500 for input
             raise HTTPException(400, result["error"])
         return result
 
     @app.post("/predict/batch", response_model=list[Union[Prediction, ItemError]],
-              responses={400: {"description": "the body is not valid JSON"},
-                         413: {"description": "too many items, or the body is over the upload limit"}})
+              responses={400: {"description": "the body is not strict JSON: not UTF-8, malformed, NaN/Infinity "
+                                              "or an out-of-range number, a lone surrogate in a string"},
+                         413: {"description": "too many items, or the body is over the upload limit"},
+                         415: {"description": "the body is not application/json"}})
     def predict_batch(items: list[BatchItem],
                       top_k: Optional[int] = Query(None, ge=1, le=n_classes,
                                                    description="How many labels per item (1..number of classes; "
@@ -276,7 +347,7 @@ def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_uploa
         results: list[Optional[dict]] = [None] * len(items)
         rows, positions = [], []
         for position, item in enumerate(items):
-            text, data = _clean_text(item.text), None
+            text, image = _clean_text(item.text), None
             if item.image_base64 is not None and item.image_base64.strip():
                 try:
                     data = base64.b64decode(item.image_base64, validate=True)
@@ -284,18 +355,26 @@ def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_uploa
                     results[position] = {"error": f"image_base64 is not valid base64 ({error})"}
                     continue
                 try:
-                    load_image(data)
+                    image = decode(data)  # at most MAX_DECODED_SIDE px a side: max_batch of them are bounded
                 except BadImageError as error:
-                    results[position] = {"error": f"unreadable image: {error}"}
+                    results[position] = {"error": image_problem(error)}
                     continue
-            if data is None and text is None:
+                finally:
+                    del data
+            if image is None and text is None:
                 results[position] = {"error": "give text, image_base64, or both"}
                 continue
-            rows.append({text_column: text, image_column: data})
+            rows.append({text_column: text, image_column: image})
             positions.append(position)
         if rows:
-            for position, result in zip(positions, predict_rows(rows, top_k)):
+            held = sum(4 * row[image_column].size[0] * row[image_column].size[1] for row in rows
+                       if row[image_column] is not None)
+            predictions = predict_rows(rows, top_k)
+            del rows  # the decoded images
+            for position, result in zip(positions, predictions):
                 results[position] = {"error": result["error"]} if result.get("error") else result
+            if held >= TRIM_AFTER_BYTES:  # up to max_batch x 4 MiB, freed in this thread's arena: hand it back
+                release_decoding_memory(min_bytes=0)
         return results
 
     return app
@@ -309,4 +388,5 @@ def app_from_env() -> FastAPI:
     return create_app(run_dir, max_upload_mb=float(os.environ.get(ENV_MAX_UPLOAD_MB, "10")),
                       max_batch=int(os.environ.get(ENV_MAX_BATCH, "64")),
                       micro_batch=int(os.environ.get(ENV_MICRO_BATCH, str(DEFAULT_MAX_BATCH_SIZE))),
-                      max_wait_ms=float(os.environ.get(ENV_MAX_WAIT_MS, str(DEFAULT_MAX_WAIT_MS))))
+                      max_wait_ms=float(os.environ.get(ENV_MAX_WAIT_MS, str(DEFAULT_MAX_WAIT_MS))),
+                      max_image_pixels=int(os.environ.get(ENV_MAX_IMAGE_PIXELS, str(MAX_DECODED_PIXELS))))

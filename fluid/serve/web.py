@@ -7,7 +7,6 @@ to the JSON API of :mod:`fluid.serve.app` (``/info``, ``/predict``). The review 
 
 from __future__ import annotations
 
-import html
 from importlib import resources
 from pathlib import Path
 
@@ -61,8 +60,7 @@ def review(request: Request) -> Response:
     path = review_gallery_path(request)
     if path is not None:
         return HTMLResponse(path.read_text(encoding="utf-8").replace(NAV_MARKER, _NAV, 1), headers=_CACHE)
-    run_dir = getattr(request.app.state.classifier, "run_dir", None)
-    where = html.escape(str(run_dir)) if run_dir is not None else "RUN_DIR"
+    where = "RUN_DIR"  # the server's own paths are never shown to its clients
     body = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1"><title>Label review</title>'
@@ -70,7 +68,8 @@ def review(request: Request) -> Response:
         '<header><nav aria-label="pages"><a href="/">Try the model</a>'
         '<a href="/review" aria-current="page">Label review</a></nav><h1>Label review</h1></header>'
         '<main><section class="panel" id="no-review"><h2>No label review for this run yet</h2>'
-        f"<p>Run <code>fluid review {where} --data CATALOGUE</code> to find the products whose label is "
-        f"probably wrong; it writes <code>{where}/review/</code> and this page shows its gallery.</p>"
+        f"<p>Run <code>fluid review {where} --data CATALOGUE</code> (RUN_DIR: the run directory this server "
+        f"serves) to find the products whose label is probably wrong; it writes <code>{where}/review/</code> and "
+        "this page shows its gallery.</p>"
         "</section></main></body></html>")
     return HTMLResponse(body, headers=_CACHE)

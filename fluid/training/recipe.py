@@ -36,7 +36,7 @@ PAPER = {
 #: Learning rate of pretrained layers that fine-tune (the paper's rate for its whole model).
 FINE_TUNE_LR = 2e-5
 #: Optimiser steps a run aims at: encoders trained from scratch need more than a head on frozen features.
-TARGET_STEPS = {"scratch": 500, "pretrained": 400}
+TARGET_STEPS = {"scratch": 1000, "pretrained": 400}
 MIN_EPOCHS, MAX_EPOCHS = 5, 40
 UNUSED = "unused by a classical model"
 #: (largest number of training items, head width, attention heads, queries, experts): the first row that fits.
@@ -107,7 +107,9 @@ class EncoderSetup:
 def _encoder_mode(name: str, cfg: RunConfig, used: bool) -> str:
     if not used:
         return "unused"
-    if name == "tiny":
+    from fluid.encoders.presets import PRESETS
+
+    if name in PRESETS:
         return "frozen" if cfg.freeze is True else "scratch"
     if cfg.freeze is False:
         return "fine-tuned"
@@ -262,19 +264,27 @@ def _auto(cfg: RunConfig, stats: CatalogueStats, encoders: EncoderSetup) -> dict
                                     (0.1, "a light alignment term on pretrained features (measured no "
                                            "different from 0 there: docs/recipes.md)"))
     p["head.moe_weight"] = (0.01, "Switch Transformer's balance weight (α = 0.01)")
+    p["head.unimodal_weight"] = ((1.0, "each trained encoder also learns from its own modality's classifier, so "
+                                  "one modality fitting the training labels first does not starve the other "
+                                  "(measured: docs/recipes.md)")
+                                 if encoders.trains_from_scratch or encoders.fine_tunes else
+                                 (0.0, "frozen encoders: per-modality classifiers would change nothing"))
     p["head.pooled_shortcut"] = (True, "the head can fall back on a linear probe of the pooled encoder tokens "
                                  "(measured: never worse, lower seed-to-seed spread; docs/recipes.md)")
     return p
 
 
 def _tiny_layers(cfg: RunConfig) -> int | None:
-    """The fewest hidden layers of the run's ``tiny`` encoders (None when neither is tiny)."""
-    from fluid.encoders.presets import ALIASES, TINY, TINY_IMAGE_DEFAULTS, TINY_TEXT_DEFAULTS
+    """The fewest hidden layers (stages) of the run's offline preset encoders (None when none is a preset)."""
+    from fluid.encoders.presets import ALIASES, TINY, TINY_IMAGE_DEFAULTS, TINY_TEXT_DEFAULTS, TINY_VIT
+    from fluid.encoders.tinyconv import STAGES
 
     counts = []
     for modality, name, defaults in (("text", cfg.text_encoder, TINY_TEXT_DEFAULTS),
                                      ("image", cfg.image_encoder, TINY_IMAGE_DEFAULTS)):
-        if name == TINY:
+        if modality == "image" and name == TINY:
+            counts.append(STAGES)
+        elif name in (TINY, TINY_VIT):
             overrides = {ALIASES.get(k, k): v for k, v in (cfg.encoder_overrides or {}).get(modality, {}).items()}
             counts.append(int(overrides.get("num_hidden_layers", defaults["num_hidden_layers"])))
     return min(counts) if counts else None

@@ -211,3 +211,52 @@ def test_train_summary_shows_the_floor_row(catalogue, tmp_path):
                            env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "floor: tfidf-image-logreg" in result.output
+
+
+def test_an_unreadable_image_is_missing_everywhere_and_the_output_says_why(trained, catalogue, tmp_path):
+    """#24: a corrupt file, a truncated PNG and a decompression bomb were scored as if the image were present."""
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    result = subprocess.run([sys.executable, "-m", "fluid", "predict", str(trained), "--image", str(corrupt),
+                             "--text", "red shirt"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    prediction = json.loads(result.stdout)
+    assert prediction["missing"] == ["image"] and prediction["image_problem"] and prediction["labels"]
+    assert "corrupt.jpg: the image could not be read" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run([sys.executable, "-m", "fluid", "predict", str(trained), "--image", str(corrupt)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "neither text nor image" in result.stderr
+    assert json.loads(result.stdout)["labels"] == []
+
+    source = pd.read_csv(catalogue / "products.csv", encoding="latin-1").iloc[:6]
+    (catalogue / "imgs" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    source.loc[2, "img"] = "imgs\\corrupt.png"
+    source.loc[3, ["img", "title"]] = ["imgs\\corrupt.png", ""]
+    path = catalogue / "with-corrupt.csv"
+    source.to_csv(path, index=False, encoding="latin-1")
+    out = tmp_path / "scores.csv"
+    result = runner.invoke(app, ["predict-batch", str(trained), "--data", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(out)
+    row2, row3 = scores.iloc[2], scores.iloc[3]
+    assert row2["missing"] == "image" and isinstance(row2["image_problem"], str) and pd.notna(row2["label_1"])
+    assert pd.isna(row2["error"])
+    assert "image" in row3["missing"] and "neither text nor image" in row3["error"] and pd.isna(row3["label_1"])
+    assert scores["image_problem"].notna().sum() == 2
+    assert "2 with an image that could not be read" in result.output and "1 without text or image" in result.output
+
+
+def test_a_pickle_in_place_of_the_weights_is_refused_in_one_line(trained, tmp_path):
+    """#24: predict printed a full traceback for a refused pickle; now one line on stderr, exit code 2."""
+    import pickle
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(trained, copy)
+    (copy / "model.safetensors").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    result = subprocess.run([sys.executable, "-m", "fluid", "predict", str(copy), "--text", "red shirt"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "model.safetensors" in lines[0]
+    assert "never a pickle" in lines[0] and result.stdout == ""

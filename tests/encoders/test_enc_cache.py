@@ -148,6 +148,6 @@ def test_successful_build_leaves_no_temp(tmp_path, frozen_text):
 def test_image_cache_and_trainable_refused(tmp_path, images):
     enc = build_image_encoder("tiny", freeze=True, seed=0)
     feats = FeatureCache(tmp_path).build(enc, ["a", "b", "c"], [images[0], None, images[1]], progress=False)
-    assert feats[0][0].shape == (65, 128) and feats[1][0].shape == (0, 128)
+    assert feats[0][0].shape == (64, 128) and feats[1][0].shape == (0, 128)
     with pytest.raises(ValueError, match="frozen"):
         FeatureCache(tmp_path).build(build_image_encoder("tiny"), ["a"], [images[0]], progress=False)

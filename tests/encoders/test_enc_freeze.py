@@ -67,7 +67,7 @@ def test_train_top_layers_text(hf_bert_dir):
 
 
 def test_train_top_layers_image_includes_final_norm():
-    enc = build_image_encoder("tiny", train_top_layers=1)
+    enc = build_image_encoder("tiny-vit", train_top_layers=1)
     trainable = {n for n, p in enc.model.named_parameters() if p.requires_grad}
     assert trainable and all(n.split(".")[0] in {"layers", "layernorm", "encoder"} for n in trainable)
     assert any(n.startswith("layernorm") for n in trainable)
@@ -78,4 +78,4 @@ def test_freeze_argument_errors(corpus):
     with pytest.raises(ValueError, match="train_top_layers"):
         build_image_encoder("tiny", freeze=False, train_top_layers=1)
     with pytest.raises(ValueError, match="only 2 layers"):
-        build_image_encoder("tiny", train_top_layers=3)
+        build_image_encoder("tiny-vit", train_top_layers=3)

@@ -13,7 +13,7 @@ def test_tiny_image_shapes_and_masks(tiny_image, images):
     assert batch["present"].tolist() == [True, False, True]
     assert torch.all(batch["pixel_values"][1] == 0)
     out = tiny_image(batch)
-    assert out.tokens.shape == (3, 65, 128) and tiny_image.dim == 128 and tiny_image.num_tokens == 65
+    assert out.tokens.shape == (3, 64, 128) and tiny_image.dim == 128 and tiny_image.num_tokens == 64
     assert out.mask[0].all() and out.mask[2].all() and not out.mask[1].any()
     assert torch.all(out.tokens[1] == 0) and torch.isfinite(out.tokens).all()
 
@@ -33,12 +33,39 @@ def test_missing_image_does_not_change_others(tiny_image, images):
 
 def test_num_layers_image(tiny_image, images):
     out = tiny_image(tiny_image.prepare(images), num_layers=2)
-    assert len(out.layers) == 2 and out.layers[0].shape == (3, 65, 128)
+    assert len(out.layers) == 2 and out.layers[0].shape == (3, 64, 128)
 
 
 def test_tiny_image_overrides():
-    enc = build_image_encoder("tiny", image_size=32, patch_size=16, hidden_size=64, layers=1, heads=2)
+    enc = build_image_encoder("tiny", image_size=32, hidden_size=64, widths=[8, 8, 16])
+    assert enc.pixel_shape == (3, 32, 32) and enc.dim == 64 and enc.num_tokens == 16
+    assert [m.out_channels for m in enc.model.modules() if isinstance(m, torch.nn.Conv2d)] == [8, 8, 16, 64]
+
+
+def test_tiny_image_is_a_trainable_convnet_without_class_token():
+    enc = build_image_encoder("tiny", seed=0)
+    assert enc.is_preset and enc.trainable and not enc.has_cls_token and enc.num_hidden_layers == 3
+    with pytest.raises(TypeError, match=r"unknown tiny image preset option\(s\) \['patch_size'\].*tiny-vit"):
+        build_image_encoder("tiny", patch_size=8)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        build_image_encoder("tiny", image_size=60)
+
+
+def test_tiny_image_seed_fixes_the_weights_without_touching_the_global_rng():
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a, b = build_image_encoder("tiny", seed=3), build_image_encoder("tiny", seed=3)
+    assert torch.rand(1) == before
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    c = build_image_encoder("tiny", seed=4)
+    assert not torch.equal(a.model.stem[0].weight, c.model.stem[0].weight)
+
+
+def test_tiny_vit_preset_overrides():
+    enc = build_image_encoder("tiny-vit", image_size=32, patch_size=16, hidden_size=64, layers=1, heads=2)
     assert enc.pixel_shape == (3, 32, 32) and enc.dim == 64 and enc.num_tokens == 5
+    assert enc.is_preset and enc.trainable and enc.has_cls_token
 
 
 def test_rejects_non_images(tiny_image):

@@ -38,17 +38,31 @@ def test_tiny_text_round_trip(tmp_path, corpus):
     torch.testing.assert_close(again(b2).tokens, enc(b1).tokens)
 
 
-def test_tiny_image_round_trip(tmp_path, images):
-    enc = build_image_encoder("tiny", image_size=32, patch_size=8)
+@pytest.mark.parametrize("preset, options", [("tiny", {"image_size": 32, "widths": [8, 8, 16]}),
+                                              ("tiny-vit", {"image_size": 32, "patch_size": 8})])
+def test_tiny_image_round_trip(tmp_path, images, preset, options):
+    enc = build_image_encoder(preset, **options)
     enc.save(tmp_path)
     _no_weights(tmp_path)
     again = load_image_encoder(tmp_path)
-    assert again.pixel_shape == (3, 32, 32)
+    assert again.pixel_shape == (3, 32, 32) and again.source == preset and type(again.model) is type(enc.model)
     again.load_state_dict(enc.state_dict())
     enc.eval(), again.eval()
     b1, b2 = enc.prepare(images + [None]), again.prepare(images + [None])
     assert torch.equal(b1["pixel_values"], b2["pixel_values"])
     torch.testing.assert_close(again(b2).tokens, enc(b1).tokens)
+
+
+def test_run_saved_when_tiny_was_a_vit_loads_as_tiny_vit(tmp_path, images):
+    """encoder.json says source 'tiny' but config.json is a ViTConfig: a run written before the tiny convnet."""
+    import json
+
+    enc = build_image_encoder("tiny-vit", image_size=32, patch_size=8)
+    enc.save(tmp_path)
+    spec = json.loads((tmp_path / "encoder.json").read_text())
+    (tmp_path / "encoder.json").write_text(json.dumps({**spec, "source": "tiny"}))
+    again = load_image_encoder(tmp_path)
+    assert again.source == "tiny-vit" and again.num_tokens == 17 and again.trainable
 
 
 def test_pretrained_round_trip_reloads_weights_from_source(tmp_path, hf_bert_dir):

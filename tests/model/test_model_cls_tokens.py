@@ -20,7 +20,7 @@ SMALL = dict(hidden_dim=16, num_heads=2, num_experts=4, dropout=0.0)
 def test_tiny_bert_and_vit_start_with_a_cls_token():
     text = build_text_encoder("tiny", corpus=["red lace dress", "blue cotton shirt"] * 10, seed=0, hidden_size=16,
                               num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
-    image = build_image_encoder("tiny", seed=0, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+    image = build_image_encoder("tiny-vit", seed=0, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                 intermediate_size=32)
     assert text.has_cls_token and image.has_cls_token
 

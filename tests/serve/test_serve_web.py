@@ -143,7 +143,8 @@ def test_review_page_without_a_review_says_how_to_make_one(tmp_path, run_dir):
         page = test_client.get("/review")
     assert page.status_code == 200
     assert "No label review for this run yet" in page.text
-    assert f"fluid review {copy} --data CATALOGUE" in page.text
+    assert "fluid review RUN_DIR --data CATALOGUE" in page.text
+    assert str(tmp_path) not in page.text  # the server's own paths are never shown (#24)
 
 
 def test_review_page_serves_the_run_gallery_with_navigation(tmp_path, run_dir):

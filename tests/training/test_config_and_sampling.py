@@ -53,5 +53,5 @@ def test_demo_config_chooses_only_the_tiny_encoders_and_leaves_the_rest_to_the_r
 
     cfg = demo_config("fluid", epochs=4)
     assert (cfg.text_encoder, cfg.image_encoder, cfg.recipe, cfg.epochs) == ("tiny", "tiny", "auto", 4)
-    assert cfg.encoder_overrides == {"text": DEMO_ENCODER, "image": DEMO_ENCODER}
+    assert cfg.encoder_overrides == {"text": DEMO_ENCODER}
     assert cfg.head == {} and cfg.lr is None and cfg.batch_size is None

@@ -124,8 +124,10 @@ def test_parameter_groups_split_head_and_encoders_and_skip_decay_on_norms_biases
 def test_auto_turns_on_the_measured_head_options_and_paper_leaves_them_off():
     scratch, _ = _resolve(demo_config("fluid"), _labels([25] * 10))
     assert scratch.head["pooled_shortcut"] is True and "contrastive_projection" not in scratch.head
+    assert scratch.head["unimodal_weight"] == 1.0  # trained encoders learn from each modality's own classifier
     pretrained, _ = _resolve(RunConfig(text_encoder="minilm", image_encoder="efficientnet-lite0"), _labels([30] * 10))
     assert pretrained.head["pooled_shortcut"] is True and pretrained.head["contrastive_weight"] == 0.1
+    assert pretrained.head["unimodal_weight"] == 0.0  # frozen encoders: the classifiers would change nothing
     assert "contrastive_projection" not in pretrained.head  # measured no better: the head's default (off)
     paper, _ = _resolve(RunConfig(recipe="paper"), _labels([30] * 10))
     head = build_head("fluid", 10, image_dim=768, text_dim=768, **paper.head)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from ..bottleneck import QBottleneck
 from ..config import FluidConfig
@@ -71,6 +72,25 @@ class PooledShortcut(nn.Module):
         return self.classifier(pooled)
 
 
+class UnimodalClassifiers(nn.Module):
+    """``unimodal_weight`` > 0: one linear classifier per modality on its pooled encoder tokens (training only).
+
+    Args:
+        image_dim (int): D_i. text_dim (int): D_t. num_classes (int): C.
+
+    Forward: image B x L_i x D_i, image_mask B x L_i, text B x L_t x D_t, text_mask B x L_t ->
+    {"image": B x C = W_i LN(mean(image)) + b_i, "text": B x C = W_t LN(mean(text)) + b_t}.
+    """
+
+    def __init__(self, image_dim: int, text_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.image = nn.Sequential(nn.LayerNorm(image_dim), nn.Linear(image_dim, num_classes))
+        self.text = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, num_classes))
+
+    def forward(self, image: Tensor, image_mask: Tensor, text: Tensor, text_mask: Tensor) -> dict[str, Tensor]:
+        return {"image": self.image(masked_mean(image, image_mask)), "text": self.text(masked_mean(text, text_mask))}
+
+
 class FluidHead(Head):
     """Q-Transform ×2 -> contrastive alignment -> gated fusion -> Q-Bottleneck -> MoE.
 
@@ -133,6 +153,7 @@ class FluidHead(Head):
         in_dim = d if c.moe_input == "per-token" else self.embedding_dim
         hidden = c.expert_hidden_dim or d
         self.shortcut = PooledShortcut(image_dim, text_dim, num_classes) if c.pooled_shortcut else None
+        self.unimodal = UnimodalClassifiers(image_dim, text_dim, num_classes) if c.unimodal_weight > 0 else None
         if c.use_moe:
             self.moe = MixtureOfExperts(
                 in_dim, hidden, num_classes, c.num_experts, c.top_k, c.dropout, c.moe_dispatch,
@@ -202,8 +223,13 @@ class FluidHead(Head):
             logits = self.mlp(embedding)
         if self.shortcut is not None:
             logits = logits + self.shortcut(image, image_mask, text, text_mask)
+        unimodal = None
+        if self.unimodal is not None and aux_losses:
+            scores = self.unimodal(image, image_mask, text, text_mask)
+            unimodal = {"image": (scores["image"], image_present), "text": (scores["text"], text_present)}
         return HeadOutput(logits=logits, aux_losses=aux, embedding=embedding, gate=gate, expert_load=expert_load,
-                          routing=routing, contrastive_logits=contrastive_logits, contrastive_pairs=contrastive_pairs)
+                          routing=routing, contrastive_logits=contrastive_logits, contrastive_pairs=contrastive_pairs,
+                          unimodal_logits=unimodal)
 
     def _contrasted(self, image_n: Tensor, text_n: Tensor) -> tuple[Tensor, Tensor]:
         """The vectors the contrastive loss compares: I_n, T_n (B x l x d) pooled (``contrastive_pooling``) to
@@ -217,13 +243,32 @@ class FluidHead(Head):
         return image_vec, text_vec
 
     def label_losses(self, output: HeadOutput, labels: Tensor) -> dict[str, Tensor]:
-        """``contrastive_mask_same_label``: λ2·InfoNCE on ``output.contrastive_logits`` with the off-diagonal
-        pairs that share a label left out of the softmax. labels (Tensor): B int64, -1 = no label."""
-        if output.contrastive_logits is None:
-            return {}
-        exclude = same_label_negatives(labels[output.contrastive_pairs])
-        return {"contrastive": self.config.contrastive_weight * self.contrastive.loss(output.contrastive_logits, exclude)}
+        """The terms that need the labels. labels (Tensor): B int64, -1 = no label.
 
+        * ``contrastive_mask_same_label``: "contrastive" = λ2·InfoNCE on ``output.contrastive_logits`` with the
+          off-diagonal pairs that share a label left out of the softmax;
+        * ``unimodal_weight`` > 0: "unimodal" = λu · mean over the modalities of the cross-entropy of that
+          modality's classifier, on the labelled items where it is present.
+        """
+        losses = {}
+        if output.contrastive_logits is not None:
+            exclude = same_label_negatives(labels[output.contrastive_pairs])
+            losses["contrastive"] = self.config.contrastive_weight * self.contrastive.loss(output.contrastive_logits,
+                                                                                            exclude)
+        if output.unimodal_logits is not None:
+            terms = [unimodal_cross_entropy(logits, labels, present)
+                     for logits, present in output.unimodal_logits.values()]
+            losses["unimodal"] = self.config.unimodal_weight * torch.stack(terms).mean()
+        return losses
+
+
+def unimodal_cross_entropy(logits: Tensor, labels: Tensor, present: Tensor) -> Tensor:
+    """Mean cross-entropy of ``logits`` (B x C) over the items with a label (``labels`` B, -1 = none) whose
+    modality is ``present`` (B bool); 0 (keeping the graph) when there is none."""
+    keep = present & (labels >= 0)
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[keep], labels[keep])
 
 
 def _requires_grad(*tokens: Tensor | None) -> bool:
