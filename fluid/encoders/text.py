@@ -166,6 +166,21 @@ class TextEncoder(Encoder):
         return float(sum(lens)) / len(lens)
 
     # ------------------------------------------------------------------ forward
+    def drop_tokens(self, batch: dict[str, Tensor], rate: float) -> dict[str, Tensor]:
+        """``batch`` with each real token (not padding, not [CLS]/[SEP] or another special token) replaced by the
+        tokenizer's unknown token with probability ``rate`` (global RNG): token dropout, a training-time
+        regulariser. The input is left unchanged; ``rate`` 0 returns it as it is."""
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"token dropout must be in [0, 1), got {rate}")
+        unk = self.tokenizer.unk_token_id
+        if rate == 0.0 or unk is None:
+            return batch
+        ids = batch["input_ids"]
+        special = torch.isin(ids, torch.tensor(self.tokenizer.all_special_ids, device=ids.device))
+        real = batch["attention_mask"].bool() & ~special
+        drop = real & (torch.rand(ids.shape, device=ids.device) < rate)
+        return {**batch, "input_ids": ids.masked_fill(drop, unk)}
+
     def forward(self, batch: dict[str, Tensor], num_layers: int = 1) -> EncoderOutput:
         """Encode a prepared batch.
 

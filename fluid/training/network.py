@@ -81,13 +81,18 @@ class MultimodalNetwork(nn.Module):
         text_encoder / image_encoder: ``fluid.encoders`` encoders; the one a unimodal head ignores may be None.
         modality_dropout: during training, each sample loses its image with probability p/2 or else its text
             with probability p/2 (never both), so the missing-modality path is trained.
+        token_dropout: during training, a trainable text encoder reads each real input token as [UNK] with this
+            probability (:meth:`~fluid.encoders.TextEncoder.drop_tokens`); a frozen one reads its input as given.
     """
 
     def __init__(self, head: nn.Module, text_encoder: nn.Module | None, image_encoder: nn.Module | None,
-                 modality_dropout: float = 0.0):
+                 modality_dropout: float = 0.0, token_dropout: float = 0.0):
         super().__init__()
         if not 0.0 <= modality_dropout <= 1.0:
             raise ValueError(f"modality_dropout must be in [0, 1], got {modality_dropout}")
+        if not 0.0 <= token_dropout < 1.0:
+            raise ValueError(f"token_dropout must be in [0, 1), got {token_dropout}")
+        self.token_dropout = token_dropout
         uses_image, uses_text = head_modalities(head.name)
         self.head = head
         self.text_encoder = text_encoder if uses_text else None
@@ -108,6 +113,8 @@ class MultimodalNetwork(nn.Module):
             if out is not None:
                 image_tokens, image_mask = (out.layers if layers > 1 else out.tokens), out.mask
         if self.text_encoder is not None:
+            if self.training and self.token_dropout > 0 and self.text_encoder.trainable and batch.get("text"):
+                batch = {**batch, "text": self.text_encoder.drop_tokens(batch["text"], self.token_dropout)}
             out = self._encoder_output(self.text_encoder, batch, "text", layers)
             if out is not None:
                 text_tokens, text_mask = (out.layers if layers > 1 else out.tokens), out.mask

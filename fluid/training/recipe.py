@@ -31,7 +31,7 @@ ENCODER_MODES = ("scratch", "frozen", "partly-fine-tuned", "fine-tuned", "unused
 PAPER = {
     "epochs": 15, "batch_size": 128, "lr": 2e-5, "encoder_lr": 2e-5, "weight_decay": 0.01, "warmup_steps": 0,
     "schedule": "constant", "patience": 0, "max_text_length": 512, "val_fraction": 0.1, "modality_dropout": 0.0,
-    "monitor": "val_macro_f1",
+    "token_dropout": 0.0, "monitor": "val_macro_f1",
 }
 #: Learning rate of pretrained layers that fine-tune (the paper's rate for its whole model).
 FINE_TUNE_LR = 2e-5
@@ -209,6 +209,7 @@ def _paper(encoders: EncoderSetup) -> dict[str, tuple[object, str]]:
     proposals = {key: (value, why) for key, value in PAPER.items()}
     proposals["patience"] = (0, "no early stopping: the paper trains a fixed 15 epochs")
     proposals["modality_dropout"] = (0.0, "the paper trains without modality dropout")
+    proposals["token_dropout"] = (0.0, "the paper hides no input tokens")
     if encoders.trains_from_scratch:
         proposals["lr"] = (PAPER["lr"], why + "; too small for encoders trained from scratch: use recipe auto")
     return proposals  # head keys: the head configs' own defaults are the paper's
@@ -251,6 +252,11 @@ def _auto(cfg: RunConfig, stats: CatalogueStats, encoders: EncoderSetup) -> dict
                             else "frozen encoders run once per text (feature cache)")
     p["modality_dropout"] = (0.1, "hides one modality of 10 % of training items so the missing-modality "
                              "path is trained")
+    p["token_dropout"] = ((0.3, "the text encoder trains from scratch: hiding 30 % of its input tokens (as [UNK]) "
+                              "keeps it from memorising items by their rare words, so the fused model learns from "
+                              "the image too (measured: docs/recipes.md)")
+                         if encoders.text == "scratch" else
+                         (0.0, "the text encoder is pretrained or unused (not measured there)"))
     p["monitor"] = (("val_macro_f1", f"long tail ({stats.imbalance:.0f}x): rare classes count as much as "
                      "frequent ones") if stats.imbalance >= 3 else
                     ("val_accuracy", "classes of similar size"))
