@@ -705,13 +705,14 @@ class Classifier:
     def predict_to_file(self, data, out: str | Path, *, top_k: int = 5, chunk_size: int = 2048,
                         progress: bool = True) -> dict:
         """Scores a whole catalogue chunk by chunk and writes one row per item to ``out`` (.csv or .parquet):
-        ``id, label_1, probability_1, … label_k, probability_k, gate_mean, missing, image_problem, error``. Rows keep the
-        catalogue's order; the file appears only when complete (written to a temporary name, then renamed).
+        ``id, label_1, probability_1, … label_k, probability_k, gate_mean, missing, image_problem, error``.
+        Rows keep the catalogue's order; the file appears only when complete (written to a temporary name, then
+        renamed).
 
         Returns:
             ``{"n_items", "n_scored", "n_unscorable", "n_unreadable_images", "n_dropped_by_reader", "bad_rows",
-            "path"}`` (``image_problem`` says why an item's image could not be read; it was scored without it); rows the
-            reader could not use at all (e.g. neither text nor image in a file) are counted in
+            "path"}`` (``image_problem`` says why an item's image could not be read; it was scored without it);
+            rows the reader could not use at all (e.g. neither text nor image in a file) are counted in
             ``n_dropped_by_reader`` and described in ``bad_rows``.
         """
         from rich.progress import Progress
@@ -739,8 +740,8 @@ class Classifier:
             if len(frame) == 0:
                 _top_k_table([], [], top_k).to_csv(tmp, index=False)
         return {"n_items": len(frame), "n_scored": len(frame) - n_unscorable, "n_unscorable": n_unscorable,
-                "n_unreadable_images": n_unreadable, "n_dropped_by_reader": catalogue.report.dropped_rows, "bad_rows": catalogue.report.to_dict(),
-                "path": str(out)}
+                "n_unreadable_images": n_unreadable, "n_dropped_by_reader": catalogue.report.dropped_rows,
+                "bad_rows": catalogue.report.to_dict(), "path": str(out)}
 
     def embed(self, data, *, progress: bool = False) -> np.ndarray:
         """The fused representation right before the classifier: N x E (NaN rows for unscorable items)."""

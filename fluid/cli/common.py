@@ -35,8 +35,9 @@ def fail(message: object) -> None:
     raise typer.Exit(code=2)
 
 
-def warning_line(message, category, filename, lineno, file=None, line=None) -> None:
-    """``warnings.showwarning`` of the ``fluid`` executable: ``warning: <message>`` on stderr, no source line."""
+def warning_line(message: object, *showwarning_details) -> None:
+    """``warning: <message>`` on stderr, no source line; also the ``warnings.showwarning`` of the ``fluid``
+    executable (which passes the category, file and line too)."""
     error_console.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True, highlight=False)
 
 

@@ -32,7 +32,7 @@ def predict(run_dir: Path = typer.Argument(..., help="A run directory written by
         fail(f"{image}: {result['error']}" if result.get("image_problem") else result["error"])
     if result.get("image_problem"):
         warning_line(f"{image}: the image could not be read ({result['image_problem']}); predicted from the text "
-                     "alone", UserWarning, "", 0)
+                     "alone")
 
 @app.command("predict-batch")
 def predict_batch(run_dir: Path = typer.Argument(..., help="A run directory written by `fluid train`."),

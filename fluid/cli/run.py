@@ -111,8 +111,8 @@ def train(
         params.update(loaded)
         params.update({k: v for k, v in columns.items() if k != "encoding"})
     options = dict(model=model, recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr, text_encoder=text_encoder,
-                   image_encoder=image_encoder, freeze=freeze, modality_dropout=modality_dropout, token_dropout=token_dropout,
-                   precision=precision, seed=seed, on_bad_row=on_bad_row, text=text_col, image=image_col,
+                   image_encoder=image_encoder, freeze=freeze, modality_dropout=modality_dropout,
+                   token_dropout=token_dropout, precision=precision, seed=seed, on_bad_row=on_bad_row, text=text_col, image=image_col,
                    label=label_col, id=id_col, language=language_col, label_source=label_source_col,
                    image_root=image_root, encoding=encoding, floor=floor, candidates=candidate or None)
     params.update({k: v for k, v in options.items() if v is not None})

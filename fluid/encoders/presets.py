@@ -13,14 +13,16 @@ Every default can be overridden by keyword (``hidden_size``, ``layers``/``num_hi
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
-from typing import Any, Iterable
+from collections.abc import Callable, Sequence
+from typing import Any, Iterable, TypeVar
 
 import numpy as np
 import torch
 from transformers import BertConfig, PreTrainedTokenizerFast, ViTConfig
 
 from fluid.errors import OptionError
+
+T = TypeVar("T")
 
 TINY = "tiny"
 TINY_VIT = "tiny-vit"  # the image preset before the tiny convnet (fluid.encoders.tinyconv)
@@ -240,8 +242,14 @@ def init_model(config, kind: str, seed: int | None):
     """Randomly initialised backbone; with ``seed`` the global RNG is left untouched."""
     from .hub import model_from_config
 
+    return seeded(lambda: model_from_config(config, kind), seed)
+
+
+def seeded(build: Callable[[], T], seed: int | None) -> T:
+    """``build()`` (which draws random weights) from ``seed`` without touching the global RNG; with None, from
+    the global RNG."""
     if seed is None:
-        return model_from_config(config, kind)
+        return build()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        return model_from_config(config, kind)
+        return build()

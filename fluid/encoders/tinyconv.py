@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import nn
 
 from fluid.errors import OptionError
@@ -76,22 +75,13 @@ class TinyConvNet(ImageBackbone):
 
 def tiny_convnet(**overrides: Any) -> TinyConvNet:
     """The ``tiny`` image backbone with random weights (``seed`` makes them reproducible without touching the
-    global RNG). Raises TypeError naming the valid options for an unknown one."""
-    from .presets import make_vit_processor
+    global RNG). Raises OptionError (a TypeError) naming the valid options for an unknown one."""
+    from .presets import make_vit_processor, seeded
 
     unknown = sorted(set(overrides) - set(DEFAULTS) - {"seed"})
     if unknown:
         raise OptionError(f"unknown tiny image preset option(s) {unknown}; use {sorted([*DEFAULTS, 'seed'])} "
                         "(the tiny-vit preset takes ViT options)")
     options = {**DEFAULTS, **{k: v for k, v in overrides.items() if k != "seed"}}
-    seed = overrides.get("seed")
-
-    def build() -> TinyConvNet:
-        return TinyConvNet(options["image_size"], options["hidden_size"], options["widths"],
-                           make_vit_processor(int(options["image_size"])))
-
-    if seed is None:
-        return build()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        return build()
+    return seeded(lambda: TinyConvNet(options["image_size"], options["hidden_size"], options["widths"],
+                                      make_vit_processor(int(options["image_size"]))), overrides.get("seed"))
