@@ -30,7 +30,7 @@ from types import SimpleNamespace
 
 import torch
 
-from fluid._io import write_json_atomic
+from fluid.atomic import write_json_atomic
 from fluid.bench.suite import _build_network
 from fluid.bench.workload import DEFAULTS, SIZES, product_texts
 from fluid.data import read_glami

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from fluid._io import atomic_path
+from fluid.atomic import atomic_path
 from fluid.model import build_head
 
 RESULTS = Path(__file__).parent / "results" / "head_profile.json"

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from fluid._io import write_json_atomic
+from fluid.atomic import write_json_atomic
 from fluid.bench.workload import SIZES, product_texts
 from fluid.data import read_glami
 from fluid.data.images import load_image

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from fluid import Classifier
-from fluid._io import write_json_atomic
+from fluid.atomic import write_json_atomic
 from fluid.config import demo_config
 from fluid.data.corruptions import CORRUPTIONS
 from fluid.data.synthetic import write_synthetic

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from fluid._io import write_json_atomic
+from fluid.atomic import write_json_atomic
 
 RESULTS = Path(__file__).parent / "results" / "serve_load.json"
 WORDS = ["red", "blue", "green", "cotton", "shirt", "dress", "summer", "running", "shoes", "leather", "bag", "wool"]

@@ -43,7 +43,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))  # the same tiny model and free port as the load test
 from serve_load import _free_port, _train_tiny_run
 
-from fluid._io import write_json_atomic
+from fluid.atomic import write_json_atomic
 
 RESULTS = Path(__file__).parent / "results" / "serve_memory.json"
 BODY_LIMIT = 10 * 1024 * 1024  # the server's default --max-upload-mb 10

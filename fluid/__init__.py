@@ -4,7 +4,7 @@ The public entry point is :class:`fluid.Classifier`; the model heads live in :mo
 and the synthetic catalogue in :mod:`fluid.data`, the Hugging Face encoders in :mod:`fluid.encoders`.
 """
 
-__version__ = "0.1.0"
+from fluid.version import __version__
 
 __all__ = ["Classifier", "__version__"]
 

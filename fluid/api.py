@@ -33,11 +33,11 @@ import pandas as pd
 import torch
 from sklearn.exceptions import NotFittedError
 
-from fluid._io import atomic_path, write_json_atomic
+from fluid.atomic import atomic_path, write_json, write_json_atomic
 from fluid.baselines.model import STATE_FILE as CLASSICAL_STATE_FILE
 from fluid.config import Columns, RunConfig
 from fluid.data.dataset import IMAGE_PROBLEM, ColumnCells, unreadable_image_reason
-from fluid.data.schema import has_value, present
+from fluid.data.schema import has_value, label_sort_key, scorable_rows
 from fluid.errors import OptionError
 from fluid.training.device import resolve_device
 
@@ -74,10 +74,6 @@ class FloorWarning(UserWarning):
 
 class FluidNotFittedError(NotFittedError):
     """Raised when predict/evaluate/embed/save is called before fit or load."""
-
-
-def _natural_key(label: str):
-    return (0, int(label), "") if label.lstrip("-").isdigit() else (1, 0, label)
 
 
 class Classifier:
@@ -149,13 +145,16 @@ class Classifier:
     def is_fitted(self) -> bool:
         return self.network is not None
 
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
         if not self.is_fitted:
             raise FluidNotFittedError("This Classifier is not fitted yet: call fit(...) or Classifier.load(dir) "
                                       "before predict, predict_proba, evaluate, embed or save.")
 
     # ----------------------------------------------------------------- data
-    def _read(self, data, *, split: str | None, require_label: bool):
+    def read(self, data, *, split: str | None = None, require_label: bool = False):
+        """Reads ``data`` (any of :data:`ACCEPTED_DATA`, a dict or a list of dicts) with this classifier's column
+        settings into a :class:`fluid.data.Catalogue` of canonical rows, as ``fit``, ``predict`` and
+        ``evaluate`` do."""
         from fluid.data import find_glami, read_catalogue
 
         columns = self.config.columns
@@ -216,8 +215,8 @@ class Classifier:
     def _build_network(self, corpus: Sequence[str | None] | None, encoder_dir: Path | None = None):
         from fluid.encoders import (build_image_encoder, build_text_encoder, load_image_encoder,
                                     load_text_encoder)
-        from fluid.model import build_head
-        from fluid.training.network import MultimodalNetwork, head_modalities
+        from fluid.model import build_head, head_spec
+        from fluid.training.network import MultimodalNetwork
 
         cfg = self.config
         if _is_classical(cfg.model):  # a classical baseline: the Classifier delegates to fluid.baselines
@@ -225,7 +224,8 @@ class Classifier:
 
             return ClassicalModel(cfg.model, self.classes_, cfg.head, modality_dropout=cfg.modality_dropout,
                                   seed=cfg.seed)
-        uses_image, uses_text = head_modalities(cfg.model)
+        spec = head_spec(cfg.model)
+        uses_image, uses_text = spec.reads_image, spec.reads_text
         overrides = cfg.encoder_overrides or {}
         text_encoder = image_encoder = None
         if uses_text:
@@ -298,6 +298,7 @@ class Classifier:
         Returns:
             self
         """
+        from fluid.training.blend import blends, fit_blend
         from fluid.training.trainer import train_network
 
         if epochs is not None:
@@ -313,7 +314,7 @@ class Classifier:
                                     "there is no interrupted run in this directory to continue")
 
         self.config = self._build_config(self._params)  # the user's settings; the recipe fills the rest
-        train_cat = self._read(train, split="train", require_label=True)
+        train_cat = self.read(train, split="train", require_label=True)
         train_frame = train_cat.frame
         bad_rows = {"train": train_cat.report.to_dict()}
         if len(train_frame) == 0:
@@ -331,24 +332,24 @@ class Classifier:
             val_root = train_cat.image_root
             _write_split(run_dir / SPLIT_FILE, train_frame, val_frame)
         else:
-            val_cat = self._read(val, split="val", require_label=True)
+            val_cat = self.read(val, split="val", require_label=True)
             val_frame, val_root = val_cat.frame, val_cat.image_root
             bad_rows["val"] = val_cat.report.to_dict()
         if cfg.memory_map_rows is not None and len(train_frame) + len(val_frame) >= cfg.memory_map_rows:
-            from fluid.data._canonical import release_arrow_memory
+            from fluid.data import release_arrow_memory
             from fluid.data.store import memory_map_strings
 
             train_frame, val_frame = memory_map_strings(train_frame), memory_map_strings(val_frame)
             train_cat = dataclasses.replace(train_cat, frame=train_frame)
             val_cat = None  # noqa: F841  (its unsplit frame's buffers can go too)
             release_arrow_memory()
-        _write_json(run_dir / "bad_rows.json", bad_rows)
+        write_json(run_dir / "bad_rows.json", bad_rows)
 
         labels_path = run_dir / LABELS_FILE
         if resume and labels_path.exists():
             self.classes_ = json.loads(labels_path.read_text(encoding="utf-8"))["classes"]
         else:
-            self.classes_ = sorted({str(x) for x in train_frame["label"].dropna()}, key=_natural_key)
+            self.classes_ = sorted({str(x) for x in train_frame["label"].dropna()}, key=label_sort_key)
         if len(self.classes_) < 2:
             raise ValueError(f"training needs at least 2 classes; the training data has {self.classes_}")
 
@@ -388,9 +389,16 @@ class Classifier:
                 problems = {**_cache_problems(features), **result.unreadable_images.get(stage, {})}
                 bad_rows["unreadable_images"][stage] = {"count": len(problems),
                                                         "examples": _unreadable_rows(frame, problems, limit=20)}
-            _write_json(run_dir / "bad_rows.json", bad_rows)
+            write_json(run_dir / "bad_rows.json", bad_rows)
+        blend = None
+        if not _is_classical(cfg.model) and blends(self.network.head):
+            fitted = fit_blend(self.network, self._loader(val_frame, val_root, shuffle=False, features=val_features),
+                               resolve_device(cfg.device))
+            blend = fitted.to_dict()
+            if verbose:
+                print(fitted.summary(), file=sys.stderr, flush=True)
         val_metrics = self._evaluate_frame(val_frame, val_root, progress=False)
-        self.metrics_ = {"validation": val_metrics, "best_epoch": result.best_epoch,
+        self.metrics_ = {"validation": val_metrics, "best_epoch": result.best_epoch, "blend": blend,
                          "n_unreadable_image": {stage: v["count"]
                                                 for stage, v in bad_rows.get("unreadable_images", {}).items()},
                          "epochs_run": result.epochs_run, "train_seconds": train_seconds,
@@ -399,7 +407,7 @@ class Classifier:
             self.metrics_["floor"] = self._fit_floor(train_frame, train_cat.image_root, val_frame, val_root,
                                                      run_dir, verbose=verbose)
         self._save_weights(run_dir / WEIGHTS_FILE)
-        _write_json(run_dir / METRICS_FILE, self.metrics_)
+        write_json(run_dir / METRICS_FILE, self.metrics_)
         return self
 
     def _fit_auto(self, train, val, **fit_options) -> "Classifier":
@@ -431,7 +439,7 @@ class Classifier:
         selection = {"candidates": scores, "chosen": best, "compared_on": f"validation {key}",
                      "reason": f"highest validation {key}: {best} {scores[best]:.3f} (others: {others})"}
         kept.metrics_ = {**kept.metrics_, "selection": selection}
-        _write_json(run_dir / METRICS_FILE, kept.metrics_)
+        write_json(run_dir / METRICS_FILE, kept.metrics_)
         self.network, self.classes_, self.metrics_ = kept.network, kept.classes_, kept.metrics_
         self.config, self.recipe_ = kept.config, first.recipe_
         if fit_options.get("verbose", True):
@@ -446,13 +454,13 @@ class Classifier:
         run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(run_dir / CONFIG_FILE) as tmp:
             config.save(tmp)
-        _write_json(run_dir / LABELS_FILE, {"classes": trained.classes_})
+        write_json(run_dir / LABELS_FILE, {"classes": trained.classes_})
         for name in (WEIGHTS_FILE, CLASSICAL_STATE_FILE):
             shutil.copy2(floor_dir / name, run_dir / name)
         for name in (SPLIT_FILE, RECIPE_FILE, "bad_rows.json"):
             if (trained.run_dir / name).exists():
                 shutil.copy2(trained.run_dir / name, run_dir / name)
-        _write_json(run_dir / METRICS_FILE, {
+        write_json(run_dir / METRICS_FILE, {
             "validation": floor_metrics["validation"], "best_epoch": None, "epochs_run": 1,
             "train_seconds": floor_metrics["fit_seconds"], "train_label_counts": trained.metrics_["train_label_counts"],
             "floor_of": trained.config.model})
@@ -462,17 +470,18 @@ class Classifier:
         """Fits the classical floor (:mod:`fluid.baselines.floor`) on this run's split, saves it to
         ``run_dir/floor/`` and compares it with the deep model on validation; warns when the floor is better."""
         from fluid.baselines.floor import fit_floor
+        from fluid.model import head_spec
         from fluid.training.metrics import compute_metrics
-        from fluid.training.network import head_modalities
 
         cfg = self.config
-        floor = fit_floor(train_frame, train_root, self.classes_, head_modalities(cfg.model), seed=cfg.seed)
-        scored = val_frame[self._scorable(val_frame)]
+        spec = head_spec(cfg.model)
+        floor = fit_floor(train_frame, train_root, self.classes_, (spec.reads_image, spec.reads_text), seed=cfg.seed)
+        scored = val_frame[scorable_rows(val_frame)]
         out = floor.model.run(scored, val_root)
         floor_metrics = compute_metrics(out["labels"], out["proba"], self.classes_)
         (run_dir / FLOOR_DIR).mkdir(parents=True, exist_ok=True)
         floor.model.save(run_dir / FLOOR_DIR / WEIGHTS_FILE)
-        _write_json(run_dir / FLOOR_DIR / METRICS_FILE, {"validation": floor_metrics, **floor.describe()})
+        write_json(run_dir / FLOOR_DIR / METRICS_FILE, {"validation": floor_metrics, **floor.describe()})
         deep_metrics = self.metrics_["validation"]
         key = _compared_metric(cfg.monitor)
         record = {**floor.describe(), "compared_on": f"validation {key}",
@@ -491,7 +500,6 @@ class Classifier:
 
     def _apply_recipe(self, labels, *, separate_validation: bool):
         """Resolves ``self.config`` with its recipe for these training labels; returns the recipe's record."""
-        from fluid.training.network import head_modalities
         from fluid.training.recipe import CatalogueStats, EncoderSetup, resolve
 
         cfg = self.config
@@ -499,10 +507,10 @@ class Classifier:
         if _is_classical(cfg.model):
             encoders, head_defaults = EncoderSetup("unused", "unused"), {}
         else:
-            from fluid.model import head_config
+            from fluid.model import head_config, head_spec
 
-            uses_image, uses_text = head_modalities(cfg.model)
-            encoders = EncoderSetup.from_config(cfg, uses_image=uses_image, uses_text=uses_text)
+            spec = head_spec(cfg.model)
+            encoders = EncoderSetup.from_config(cfg, uses_image=spec.reads_image, uses_text=spec.reads_text)
             head_defaults = dataclasses.asdict(head_config(cfg.model))
         self.config, recipe = resolve(cfg, stats, encoders, head_defaults)
         return recipe
@@ -517,7 +525,7 @@ class Classifier:
         """Config, label map and encoder assets: everything but the weights."""
         with atomic_path(run_dir / CONFIG_FILE) as tmp:
             self.config.save(tmp)
-        _write_json(run_dir / LABELS_FILE, {"classes": self.classes_})
+        write_json(run_dir / LABELS_FILE, {"classes": self.classes_})
         encoder_dir = run_dir / "encoders"
         if _is_classical(self.config.model):
             return
@@ -600,7 +608,7 @@ class Classifier:
                     gates.append(_host(output.gate))
                 if output.expert_load is not None:
                     loads.append(_host(output.expert_load) * len(batch["label"]))
-                if getattr(output, "routing", None) is not None:
+                if output.routing is not None:
                     routings.append(_host(output.routing))
                 for position, problems in zip(batch["index"].tolist(), batch.get("problems", [])):
                     reason = unreadable_image_reason(problems)
@@ -618,18 +626,13 @@ class Classifier:
             "unreadable_images": _unreadable_rows(frame, unreadable),
         }
 
-    @staticmethod
-    def _scorable(frame: pd.DataFrame) -> pd.Series:
-        """Rows that have at least one modality."""
-        return pd.Series(present(frame["text"]) | present(frame["image"]), index=frame.index)
-
     def predict_proba(self, data, *, drop_modality: str | None = None, progress: bool = False) -> pd.DataFrame:
         """Class probabilities: one column per class, rows aligned with the input (NaN rows for items with
         neither text nor image)."""
-        self._check_fitted()
-        catalogue = self._read(data, split="test", require_label=False)
+        self.check_fitted()
+        catalogue = self.read(data, split="test", require_label=False)
         frame = catalogue.frame
-        ok = self._scorable(frame)
+        ok = scorable_rows(frame)
         out = self._run(frame[ok], catalogue.image_root, drop_modality=drop_modality, progress=progress)
         result = pd.DataFrame(np.nan, index=frame.index, columns=self.classes_)
         result.loc[ok[ok].index, :] = out["proba"]
@@ -653,14 +656,14 @@ class Classifier:
         ``"image_problem"`` says why. ``experts`` are the MoE experts the item was routed to
         (FLUID heads with the MoE; at most the head's top_k, weights renormalised to sum to 1, largest first).
         Items with neither modality get ``"labels": []`` and ``"error"``."""
-        self._check_fitted()
-        catalogue = self._read(data, split="test", require_label=False)
+        self.check_fitted()
+        catalogue = self.read(data, split="test", require_label=False)
         return self._top_k_for_frame(catalogue.frame, catalogue.image_root, k)
 
     def _top_k_for_frame(self, frame: pd.DataFrame, image_root, k: int) -> list[dict]:
         """:meth:`predict_top_k` of a canonical frame. An image that fails to decode is missing: ``missing``
         names it and ``image_problem`` says why; with no text either, the item gets no labels and an ``error``."""
-        ok = self._scorable(frame).to_numpy()
+        ok = scorable_rows(frame).to_numpy()
         out = self._run(frame[ok], image_root)
         unreadable = {row["row"]: row["problem"] for row in out.get("unreadable_images") or ()}
         results, scored = [], 0
@@ -697,7 +700,7 @@ class Classifier:
 
     def _chosen_experts(self, routing: np.ndarray) -> list[dict]:
         """E routing weights of one item -> its chosen experts, largest weight first, weights summing to 1."""
-        top_k = getattr(getattr(self.network.head, "config", None), "top_k", len(routing))
+        top_k = self.network.head.config.top_k  # routing comes only from heads that declare experts
         order = [i for i in np.argsort(-routing, kind="stable")[:top_k] if routing[i] > 0]
         total = float(sum(routing[i] for i in order)) or 1.0
         return [{"expert": int(i), "weight": float(routing[i]) / total} for i in order]
@@ -717,11 +720,11 @@ class Classifier:
         """
         from rich.progress import Progress
 
-        self._check_fitted()
+        self.check_fitted()
         out = Path(out)
         if out.suffix.lower() not in (".csv", ".parquet"):
             raise ValueError(f"{out}: the output must end in .csv or .parquet")
-        catalogue = self._read(data, split="test", require_label=False)
+        catalogue = self.read(data, split="test", require_label=False)
         frame = catalogue.frame
         writer, n_unscorable, n_unreadable = None, 0, 0
         with atomic_path(out) as tmp:
@@ -745,10 +748,10 @@ class Classifier:
 
     def embed(self, data, *, progress: bool = False) -> np.ndarray:
         """The fused representation right before the classifier: N x E (NaN rows for unscorable items)."""
-        self._check_fitted()
-        catalogue = self._read(data, split="test", require_label=False)
+        self.check_fitted()
+        catalogue = self.read(data, split="test", require_label=False)
         frame = catalogue.frame
-        ok = self._scorable(frame).to_numpy()
+        ok = scorable_rows(frame).to_numpy()
         out = self._run(frame[ok], catalogue.image_root, progress=progress, want_embedding=True)
         dim = out["embedding"].shape[1] if out["embedding"] is not None else 0
         result = np.full((len(frame), dim), np.nan, dtype=np.float32)
@@ -766,10 +769,10 @@ class Classifier:
         ``metrics["corruption"]``."""
         from fluid.data.corruptions import parse_corruption
 
-        self._check_fitted()
+        self.check_fitted()
         corruption = parse_corruption(corrupt, seed=self.config.seed) if corrupt is not None else None
-        catalogue = self._read(data, split="test", require_label=True)
-        if not self._scorable(catalogue.frame).any():
+        catalogue = self.read(data, split="test", require_label=True)
+        if not scorable_rows(catalogue.frame).any():
             raise ValueError(f"nothing to evaluate in {catalogue.source}: no row has a label and a usable text or "
                              f"image ({catalogue.report})")
         metrics = self._evaluate_frame(catalogue.frame, catalogue.image_root, drop_modality=drop_modality,
@@ -787,7 +790,7 @@ class Classifier:
                         progress: bool = False, n_skipped: int = 0, corruption=None) -> dict:
         from fluid.training.metrics import compute_metrics
 
-        ok = self._scorable(frame)
+        ok = scorable_rows(frame)
         scored = frame[ok]
         out = self._run(scored, image_root, drop_modality=drop_modality, progress=progress, corruption=corruption)
         metrics = compute_metrics(
@@ -813,7 +816,7 @@ class Classifier:
     # ----------------------------------------------------------------- persistence
     def save(self, directory: str | Path) -> Path:
         """Writes the run-directory format: config.yaml, labels.json, model.safetensors, encoders/, metrics."""
-        self._check_fitted()
+        self.check_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         if self.run_dir is not None and self.run_dir.resolve() == directory.resolve():
@@ -822,7 +825,7 @@ class Classifier:
         self._write_static(directory)
         self._save_weights(directory / WEIGHTS_FILE)
         if self.metrics_ is not None:
-            _write_json(directory / METRICS_FILE, self.metrics_)
+            write_json(directory / METRICS_FILE, self.metrics_)
         if self.run_dir is not None:
             for name in (SPLIT_FILE, RECIPE_FILE, "report.md", "bad_rows.json"):
                 if (self.run_dir / name).exists():
@@ -889,7 +892,7 @@ class Classifier:
 
 def _is_classical(model: str) -> bool:
     """True for the classical baselines of :mod:`fluid.baselines` (no encoders, no head)."""
-    from fluid.baselines import is_classical
+    from fluid.model import is_classical
 
     return is_classical(model)
 
@@ -963,20 +966,6 @@ def _append_table(writer, table: pd.DataFrame, path: Path, *, first: bool, csv: 
         writer = pq.ParquetWriter(str(path), schema)
     writer.write_table(arrow)
     return writer
-
-
-def _write_json(path: Path, payload) -> None:
-    write_json_atomic(path, payload, default=_json_default)
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def _cache_problems(features: dict) -> dict[int, str]:

@@ -1,4 +1,4 @@
-"""fluid._io: atomic writes (temporary sibling + os.replace)."""
+"""fluid.atomic: atomic writes (temporary sibling + os.replace)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from fluid._io import atomic_path, write_json_atomic, write_text_atomic
+from fluid.atomic import atomic_path, write_json_atomic, write_text_atomic
 
 
 def _names(folder) -> list[str]:

@@ -1,8 +1,10 @@
 """Classical reference models: TF-IDF / image features + multinomial logistic regression.
 
-They answer "is the deep model worth it?" on the same split. :class:`ClassicalModel` is the backend that
-``fluid.Classifier`` delegates to when ``model`` is one of :data:`CLASSICAL_MODELS`, so the classical models
-share the Classifier's fit / predict / predict_proba / evaluate / save / load contract and metric keys.
+They answer "is the deep model worth it?" on the same split. Each is an entry of kind "classical" in the one
+model registry (``fluid.model.head_spec``: name, modalities, description); :class:`ClassicalModel` is the backend
+that ``fluid.Classifier`` delegates to for those entries, reading the modalities the entry declares, so the
+classical models share the Classifier's fit / predict / predict_proba / evaluate / save / load contract and
+metric keys.
 
 Saved as ``model.safetensors`` (coefficients, intercepts, IDF weights, image standardisation; float64) and
 ``classical.json`` (model name, options, TF-IDF vocabularies) — no pickle.
@@ -12,28 +14,44 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from fluid._io import atomic_path, write_json_atomic
+from fluid.atomic import atomic_path, write_json_atomic
 from fluid.baselines.features import TextFeatures, image_feature_dim, image_features
 from fluid.data.schema import has_value
+from fluid.model import HeadSpec, available_models, head_spec, is_classical
 
-#: name -> modalities it reads.
-CLASSICAL_MODELS: dict[str, tuple[str, ...]] = {
-    "tfidf-logreg": ("text",),
-    "image-logreg": ("image",),
-    "tfidf-image-logreg": ("text", "image"),
-}
-DESCRIPTIONS = {
-    "tfidf-logreg": "classical: TF-IDF word 1-2-grams + char 2-4-grams -> logistic regression",
-    "image-logreg": "classical: colour histograms + grayscale thumbnail + gradient histograms -> logistic regression",
-    "tfidf-image-logreg": "classical: both feature sets concatenated -> logistic regression",
-}
+
+class ClassicalView(Mapping):
+    """A read-only, live view of the registry's classical entries: name -> ``value(entry)``."""
+
+    def __init__(self, value: Callable[[HeadSpec], object]):
+        self._value = value
+
+    def __getitem__(self, name: str):
+        if not is_classical(name):
+            raise KeyError(name)
+        return self._value(head_spec(name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(available_models("classical"))
+
+    def __len__(self) -> int:
+        return len(available_models("classical"))
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+#: name -> the modalities it reads (a view of ``fluid.model``'s registry).
+CLASSICAL_MODELS = ClassicalView(lambda spec: spec.modalities)
+#: name -> its one-line description (a view of the registry).
+DESCRIPTIONS = ClassicalView(lambda spec: spec.description)
 #: Options (``head`` in the run configuration, ``--head KEY=VALUE`` on the command line).
 DEFAULT_OPTIONS: dict = {
     "C": 10.0,                 # inverse L2 regularisation strength (not tuned: fixed for every catalogue)
@@ -47,16 +65,12 @@ STATE_FILE = "classical.json"
 FORMAT_VERSION = 1
 
 
-def is_classical(model: str) -> bool:
-    return model in CLASSICAL_MODELS
-
-
 class ClassicalModel:
     """Features + multinomial logistic regression over a canonical frame (columns ``text``, ``image``,
     ``label``; see docs/architecture.md).
 
     Args:
-        name: one of :data:`CLASSICAL_MODELS`.
+        name: a classical entry of the registry (``fluid.model.available_models("classical")``).
         classes: the C class names; column order of every probability matrix.
         options: overrides of :data:`DEFAULT_OPTIONS`.
         modality_dropout: p; training adds, for a random share p of the items, a copy with one modality
@@ -67,14 +81,15 @@ class ClassicalModel:
 
     def __init__(self, name: str, classes: Sequence[str], options: dict | None = None, *,
                  modality_dropout: float = 0.0, seed: int = 0):
-        if name not in CLASSICAL_MODELS:
-            raise ValueError(f"unknown classical model {name!r}; choose one of {sorted(CLASSICAL_MODELS)}")
+        if not is_classical(name):
+            raise ValueError(f"unknown classical model {name!r}; choose one of "
+                             f"{sorted(available_models('classical'))}")
         unknown = sorted(set(options or {}) - set(DEFAULT_OPTIONS))
         if unknown:
             raise ValueError(f"{name}: unknown options {unknown}; valid options (head: / --head KEY=VALUE): "
                              f"{sorted(DEFAULT_OPTIONS)}")
         self.name = name
-        self.modalities = CLASSICAL_MODELS[name]
+        self.modalities = head_spec(name).modalities
         self.classes = [str(c) for c in classes]
         self.options = {**DEFAULT_OPTIONS, **(options or {})}
         self.modality_dropout = float(modality_dropout)

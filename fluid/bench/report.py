@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fluid._io import write_text_atomic
+from fluid.atomic import write_text_atomic
 from fluid.bench.suite import PAPER_EPOCHS
 
 

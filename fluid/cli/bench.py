@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from fluid._io import write_text_atomic
+from fluid.atomic import write_text_atomic
 from fluid.cli.common import app, console, fail
 
 SECTIONS = ("training", "head_share", "quality", "scaling")

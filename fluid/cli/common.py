@@ -59,12 +59,12 @@ def results_table(title: str, results: dict[str, dict]) -> Table:
 
 
 def write_eval(run_dir: Path, name: str, metrics: dict) -> Path:
-    from fluid.api import _write_json
+    from fluid.atomic import write_json
 
     eval_dir = run_dir / "eval"
     eval_dir.mkdir(parents=True, exist_ok=True)
     path = eval_dir / f"{name}.json"
-    _write_json(path, metrics)
+    write_json(path, metrics)
     return path
 
 

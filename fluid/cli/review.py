@@ -51,10 +51,10 @@ def review(run_dir: Path = typer.Argument(..., help="A run directory: its config
     except USER_ERRORS as error:
         fail(str(error))
     if json_out is not None:
-        from fluid.api import _write_json
+        from fluid.atomic import write_json
 
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        _write_json(json_out, summary)
+        write_json(json_out, summary)
     console.print(f"{summary['n_flagged']} of {summary['n_items']} labels are probably wrong "
                   f"(out-of-sample accuracy against the given labels {summary['out_of_sample_accuracy']:.3f}, "
                   f"{summary['seconds']:.0f} s)", soft_wrap=True)

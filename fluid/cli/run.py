@@ -163,7 +163,7 @@ def evaluate(run_dir: Path = typer.Argument(..., help="A run directory written b
                             "text-shuffle, text-truncate, text-typos, text-drop-words)."),
              json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics to this file.")):
     """Evaluate a trained run on labelled data (optionally without a modality or with corrupted input)."""
-    from fluid.api import _write_json
+    from fluid.atomic import write_json
     from fluid.data.corruptions import parse_corruption
     from fluid.training.report import write_report
 
@@ -180,7 +180,7 @@ def evaluate(run_dir: Path = typer.Argument(..., help="A run directory written b
     write_eval(run_dir, name, metrics)
     write_report(run_dir)
     if json_out is not None:
-        _write_json(json_out, metrics)
+        write_json(json_out, metrics)
     console.print(results_table(f"{run_dir} on {data} (%)", {classifier.config.model: metrics}))
     if metrics.get("n_skipped") or metrics.get("n_unknown_label"):
         console.print(f"skipped items: {metrics['n_skipped']}; unknown labels: {metrics['n_unknown_label']} "
@@ -200,8 +200,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory.")):
 @app.command()
 def models():
     """List the available model heads and the classical baselines."""
-    from fluid.baselines import CLASSICAL_MODELS
-    from fluid.model import available_heads
+    from fluid.model import available_models
 
-    for name in [*available_heads(), *CLASSICAL_MODELS]:
+    for name in available_models():
         console.print(name)

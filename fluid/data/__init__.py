@@ -13,8 +13,9 @@ from fluid.data.glami import find_glami, read_glami
 from fluid.data.images import load_image
 from fluid.data.readers import detect_encoding, normalize_frame, read_catalogue, read_table
 from fluid.data.report import POLICIES, REASONS, BadRow, BadRowReport
+from fluid.data._canonical import release_arrow_memory
 from fluid.data.schema import (
-    COLUMNS, ID, IMAGE, LABEL, LABEL_SOURCE, LANGUAGE, TEXT, Catalogue, sorted_labels,
+    COLUMNS, ID, IMAGE, LABEL, LABEL_SOURCE, LANGUAGE, TEXT, Catalogue, label_sort_key, scorable_rows, sorted_labels,
 )
 from fluid.data.splits import stratified_split
 from fluid.data.store import memory_map_strings
@@ -24,7 +25,7 @@ __all__ = [
     "BadImageError", "BadRow", "BadRowError", "BadRowReport", "COLUMNS", "Catalogue", "CatalogueDataset",
     "ColumnError", "ID", "IMAGE", "LABEL", "LABEL_SOURCE", "LANGUAGE", "POLICIES", "REASONS", "TEXT",
     "detect_encoding", "find_glami", "load_image", "memory_map_strings", "normalize_frame", "read_catalogue",
-    "read_glami",
+    "read_glami", "label_sort_key", "release_arrow_memory", "scorable_rows",
     "read_table", "sorted_labels", "stratified_split", "write_synthetic",
 ]
 

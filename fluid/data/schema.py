@@ -71,6 +71,16 @@ def sorted_labels(labels) -> list[str]:
     return sorted(uniq)
 
 
+def label_sort_key(label: str) -> tuple[int, int, str]:
+    """The order of a model's classes: integer labels first, by value, then the others as text."""
+    return (0, int(label), "") if label.lstrip("-").isdigit() else (1, 0, label)
+
+
+def scorable_rows(frame: pd.DataFrame) -> pd.Series:
+    """N bool, aligned with ``frame``: the rows of a canonical frame that have a text or an image."""
+    return pd.Series(present(frame[TEXT]) | present(frame[IMAGE]), index=frame.index)
+
+
 def empty_frame() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype=object) for c in COLUMNS})
 

@@ -35,7 +35,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from fluid._io import write_json_atomic
+from fluid.atomic import write_json_atomic
 
 #: Registered non-Hugging-Face image backbones: preset name -> "module:factory". The factory takes the
 #: preset's keyword overrides and returns a pretrained :class:`ImageBackbone`.

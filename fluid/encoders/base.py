@@ -30,8 +30,8 @@ from typing import Any, NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
-from fluid._io import write_json_atomic
-from fluid._sdpa import varying_length_attention
+from fluid.atomic import write_json_atomic
+from fluid.sdpa import varying_length_attention
 
 from .presets import PRESETS
 

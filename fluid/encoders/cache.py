@@ -54,7 +54,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from fluid._io import write_json_atomic
+from fluid.atomic import write_json_atomic
 
 from .base import Encoder, EncoderOutput, _json_default
 

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fluid._io import atomic_path, write_text_atomic  # noqa: E402
+from fluid.atomic import atomic_path, write_text_atomic  # noqa: E402
 
 
 def _pct(value) -> str:

@@ -26,8 +26,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from fluid._io import atomic_path
-from fluid.baselines import CLASSICAL_MODELS, is_classical
+from fluid.atomic import atomic_path, write_json
+from fluid.model import available_models, head_spec, is_classical
 
 log = logging.getLogger("fluid")
 
@@ -45,9 +45,8 @@ CANONICAL_COLUMNS = ("id", "text", "image", "label", "language", "label_source")
 
 
 def all_systems() -> list[str]:
-    from fluid.model import available_heads
-
-    return [*available_heads(), *CLASSICAL_MODELS]
+    """Every registered model: the deep heads, then the classical models."""
+    return available_models()
 
 
 @dataclass
@@ -128,9 +127,7 @@ def row_config(model: str, settings: ExperimentSettings, *, seed: int, modality_
         config = RunConfig(model=model, head={}, text_encoder="none", image_encoder="none", epochs=1,
                            seed=seed, modality_dropout=modality_dropout, val_fraction=settings.val_fraction)
     else:
-        from fluid.model import head_config
-
-        has_contrastive = hasattr(head_config(model), "contrastive_weight")
+        has_contrastive = "contrastive_weight" in head_spec(model).config_fields
         config = demo_config(model, seed=seed, epochs=settings.epochs, modality_dropout=modality_dropout,
                              val_fraction=settings.val_fraction, floor=False,
                              head={"contrastive_weight": 1.0 / 3.0} if has_contrastive else {})
@@ -204,7 +201,7 @@ def prepare_data(settings: ExperimentSettings, out: Path) -> ExperimentData:
         wanted = {"items": settings.items, "seed": settings.split_seed}
         if not marker.exists() or json.loads(marker.read_text(encoding="utf-8")) != wanted:
             write_synthetic(data_dir, items=settings.items, seed=settings.split_seed, overwrite=True)
-            _write_json(marker, wanted)
+            write_json(marker, wanted)
         path, kind = data_dir, "synthetic"
     else:
         path = Path(settings.data)
@@ -274,7 +271,7 @@ def train_and_evaluate(row: Row, data: ExperimentData, run_dir: Path, *, progres
     total, trainable = _count_parameters(classifier)
     return {
         "system": row.system, "model": row.model, "variant": row.variant, "seed": row.seed,
-        "family": "classical" if is_classical(row.model) else "deep", "config": row.config,
+        "family": head_spec(row.model).kind, "config": row.config,
         "validation": _summary(classifier.metrics_["validation"]), "best_epoch": classifier.metrics_["best_epoch"],
         **evaluations, "parameters": total, "trainable_parameters": trainable,
         "train_seconds": train_seconds, "inference_items_per_second": items_per_second,
@@ -307,7 +304,7 @@ def run_rows(rows: list[Row], data: ExperimentData, out: Path, *, progress: bool
                         row.key, path)
         record = train_and_evaluate(row, data, out / "runs" / row.key, progress=progress)
         record["fingerprint"] = fingerprint
-        _write_json(path, record)
+        write_json(path, record)
         records.append(record)
         trained += 1
         if on_row:
@@ -384,12 +381,6 @@ def run_experiment(settings: ExperimentSettings, *, progress: bool = False,
     }
     plot = plot_paper_vs_ours(systems, out / "paper_vs_ours.png")
     results["plot"] = plot.name if plot is not None else None
-    _write_json(out / "results.json", results)
+    write_json(out / "results.json", results)
     write_results_markdown(results, out / "results.md")
     return results
-
-
-def _write_json(path: Path, payload) -> None:
-    from fluid.api import _write_json as write
-
-    write(path, payload)

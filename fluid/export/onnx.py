@@ -10,7 +10,8 @@ Two parts can be exported:
   ``attention_mask`` (B x L_t int64; a row of zeros = no text; plus ``token_type_ids`` when the tokenizer makes
   them) and ``pixel_values`` (B x 3 x H x W float32) with ``image_present`` (B bool; False = no image).
 
-Outputs: ``logits`` and ``probabilities`` (B x C), plus ``gate`` (B x l) for heads that have a modality gate.
+Outputs: ``logits`` and ``probabilities`` (B x C), plus ``gate`` (B x l) for heads whose registry entry declares a
+modality gate. The inputs, the gate and the encoder layers follow the head's entry (``fluid.model.head_spec``).
 Batch (and the token/sequence lengths) are dynamic axes.
 
 The graph is captured with the ``torch.export``-based (dynamo) exporter; if that fails, the TorchScript
@@ -43,7 +44,8 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from fluid._io import atomic_path, write_json_atomic
+from fluid.atomic import atomic_path, write_json_atomic
+from fluid.model import HeadSpec, head_spec
 
 __all__ = ["DEFAULT_OPSET", "EXPORT_PARTS", "SIDECAR_FORMAT", "ExportError", "export_head", "export_onnx",
            "sidecar_path"]
@@ -268,23 +270,21 @@ def export_onnx(classifier, out: str | os.PathLike, *, part: str = "head", opset
         ExportError: neither exporter produced a graph that onnxruntime runs with the PyTorch numbers.
         ValueError: a bad ``part``/``exporter``.
     """
-    from fluid.training.network import MultimodalNetwork, head_modalities
+    from fluid.training.network import MultimodalNetwork
 
     if part not in EXPORT_PARTS:
         raise ValueError(f"part must be one of {EXPORT_PARTS}, got {part!r}")
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
-    classifier._check_fitted()
+    classifier.check_fitted()
     network = classifier.network.cpu().eval()  # traced and checked on the CPU, wherever it last scored items
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    uses_image, uses_text = head_modalities(network.head.name)
-
     head = network.head
     with atomic_path(out) as tmp:
         if part == "head":
             image_length = network.image_encoder.num_tokens if network.image_encoder is not None else 8
-            graph, example, checks = _head_graph(head, uses_image, uses_text, network.encoder_layers, image_length)
+            graph, example, checks = _head_graph(head, network.spec, network.encoder_layers, image_length)
         else:
             if network.encoder_layers > 1:
                 raise ExportError(f"part='full' is not supported for {network.head.name!r}: it reads several "
@@ -293,11 +293,8 @@ def export_onnx(classifier, out: str | os.PathLike, *, part: str = "head", opset
             text_keys = []
             if inference.text_encoder is not None:
                 text_keys = [k for k in inference.text_encoder.prepare(["a"]) if k != "present"]
-            probe_graph = _FullGraph(inference, text_keys=text_keys, with_gate=False)
-            example = _full_inputs(probe_graph, inference, _EXAMPLE_TEXTS[:3], _EXAMPLE_COLOURS[:3])
-            with torch.no_grad():
-                has_gate = inference(probe_graph.batch(*example), aux_losses=False).gate is not None
-            graph = _FullGraph(inference, text_keys=text_keys, with_gate=has_gate)
+            graph = _FullGraph(inference, text_keys=text_keys, with_gate=network.spec.gate)
+            example = _full_inputs(graph, inference, _EXAMPLE_TEXTS[:3], _EXAMPLE_COLOURS[:3])
             checks = [_full_inputs(graph, inference, _EXAMPLE_TEXTS[::-1], _EXAMPLE_COLOURS),
                       _full_inputs(graph, inference, ["green"], [(30, 200, 30)])]
         result = _export_verified(graph, example, checks, tmp, part=part, opset=opset, atol=atol, exporter=exporter,
@@ -309,30 +306,28 @@ def export_onnx(classifier, out: str | os.PathLike, *, part: str = "head", opset
     return sidecar
 
 
-def export_head(head: nn.Module, out: str | os.PathLike, *, image_length: int = 17, encoder_layers: int = 1,
-                opset: int = DEFAULT_OPSET, atol: float = 1e-4, exporter: str = "auto") -> dict:
+def export_head(head: nn.Module, out: str | os.PathLike, *, image_length: int = 17, opset: int = DEFAULT_OPSET,
+                atol: float = 1e-4, exporter: str = "auto") -> dict:
     """Exports a bare head from :func:`fluid.model.build_head` (no classifier, no sidecar) and checks it
-    with onnxruntime like :func:`export_onnx`. Returns ``{"exporter", "outputs", "inputs", "max_abs_diff",
-    "exporter_failures", "graph_fixes"}``."""
-    from fluid.training.network import head_modalities
-
+    with onnxruntime like :func:`export_onnx`; its inputs, gate output and encoder layers are those its registry
+    entry declares. Returns ``{"exporter", "outputs", "inputs", "max_abs_diff", "exporter_failures",
+    "graph_fixes"}``."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    uses_image, uses_text = head_modalities(head.name)
+    spec = head_spec(head.name)
     inference = copy.deepcopy(head).eval()  # the caller's head keeps its mode
     with atomic_path(out) as tmp:
-        graph, example, checks = _head_graph(inference, uses_image, uses_text, encoder_layers, image_length)
+        graph, example, checks = _head_graph(inference, spec, spec.encoder_layers(head.config), image_length)
         result = _export_verified(graph, example, checks, tmp, part="head", opset=opset, atol=atol,
                                   exporter=exporter, what=repr(head.name))
     return {**result, "inputs": list(graph.input_names)}
 
 
-def _head_graph(head: nn.Module, uses_image: bool, uses_text: bool, layers: int, image_length: int):
-    """The head graph (with a ``gate`` output when the head has one), its export batch and two check batches."""
-    probe = _HeadGraph(head, uses_image=uses_image, uses_text=uses_text, layers=layers, with_gate=False)
-    with torch.no_grad():
-        has_gate = probe.head(*_probe_call(probe, head, image_length), aux_losses=False).gate is not None
-    graph = _HeadGraph(head, uses_image=uses_image, uses_text=uses_text, layers=layers, with_gate=has_gate)
+def _head_graph(head: nn.Module, spec: HeadSpec, layers: int, image_length: int):
+    """The head graph (inputs for the modalities ``spec`` declares, a ``gate`` output when it declares one, ``layers``
+    encoder layers), its export batch and two check batches."""
+    graph = _HeadGraph(head, uses_image=spec.reads_image, uses_text=spec.reads_text, layers=layers,
+                       with_gate=spec.gate)
     example = _head_inputs(graph, head, 3, image_length, 7, seed=0)
     checks = [_head_inputs(graph, head, 5, image_length, 11, seed=1),
               _head_inputs(graph, head, 1, image_length, 4, seed=2)]
@@ -341,7 +336,7 @@ def _head_graph(head: nn.Module, uses_image: bool, uses_text: bool, layers: int,
 
 def _export_verified(graph: _Graph, example: tuple[Tensor, ...], checks: list[tuple[Tensor, ...]], tmp: Path, *,
                      part: str, opset: int, atol: float, exporter: str, what: str) -> dict:
-    """Exports ``graph`` to ``tmp`` (the caller's :func:`~fluid._io.atomic_path`) with the first exporter whose
+    """Exports ``graph`` to ``tmp`` (the caller's :func:`~fluid.atomic.atomic_path`) with the first exporter whose
     graph onnxruntime runs with the PyTorch numbers (on ``example`` and every ``checks`` batch). Returns what the
     sidecar records."""
     import onnxruntime
@@ -379,12 +374,6 @@ def _export_verified(graph: _Graph, example: tuple[Tensor, ...], checks: list[tu
         return {"exporter": name, "outputs": output_names, "max_abs_diff": differences,
                 "exporter_failures": failures, "graph_fixes": fixes}
     raise ExportError(f"could not export {what} to ONNX: " + "; ".join(failures))
-
-
-def _probe_call(graph: _HeadGraph, head: nn.Module, image_length: int) -> tuple:
-    named = dict(zip(graph.input_names, _head_inputs(graph, head, 2, image_length, 3, seed=0)))
-    return (graph._tokens(named.get("image_tokens")), graph._tokens(named.get("text_tokens")),
-            named.get("image_mask"), named.get("text_mask"))
 
 
 def _sidecar(classifier, graph: _Graph, part: str, output_names: list[str], axes: dict, opset: int,

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fluid._sdpa import varying_length_attention
+from fluid.sdpa import varying_length_attention
 
 from .capture import capturing
 

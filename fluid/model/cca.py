@@ -1,4 +1,4 @@
-"""Soft-CCA correlation loss (MoLT's L_CCA; our choice of a differentiable CCA objective, see MOLT.md)."""
+"""Soft-CCA correlation loss (MoLT's L_CCA; our choice of a differentiable CCA objective, see docs/molt.md)."""
 
 from __future__ import annotations
 

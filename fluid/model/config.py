@@ -143,6 +143,12 @@ class FluidConfig(HeadConfig):
             cross-entropies (items whose modality is absent left out) joins the loss. The classifiers serve
             training only (as in Gradient Blending, Wang et al. 2020): every encoder keeps learning from its
             own modality after the other has fitted the training labels (docs/model.md, "Deviations").
+        unimodal_blend*: False (paper) = the logits are the fused classifier's. True (needs unimodal_weight > 0) =
+            at inference the logits are w_f·log p_fused + w_i·log p_image + w_t·log p_text, the per-modality
+            classifiers' terms taken only where their modality is present and the weights renormalised over the
+            terms taken; (w_f, w_i, w_t) is the buffer ``blend_weights`` of the head, (1, 0, 0) until
+            ``fluid.training.blend`` fits it on the validation split after training (a weighted ensemble of the
+            fused and per-modality classifiers; docs/model.md, "Deviations").
         no_qtransform_pooling*: with use_qtransform=False, the 1-token summary of each encoder sequence:
             "cls" (first valid token), "mean" (masked mean) or "auto": "cls" for a modality whose sequences
             start with a CLS token, "mean" for one without (``build_head(..., image_has_cls=, text_has_cls=)``;
@@ -181,10 +187,13 @@ class FluidConfig(HeadConfig):
     no_qtransform_pooling: str = "auto"
     pooled_shortcut: bool = False
     unimodal_weight: float = 0.0
+    unimodal_blend: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(self.unimodal_weight >= 0, f"unimodal_weight must be >= 0, got {self.unimodal_weight}")
+        _check(not self.unimodal_blend or self.unimodal_weight > 0,
+               "unimodal_blend needs unimodal_weight > 0: the per-modality classifiers it blends are trained by that term")
         for name in ("num_queries", "num_bottleneck_queries", "qtransform_layers", "bottleneck_layers", "num_experts"):
             _check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         _check(1 <= self.top_k <= self.num_experts, f"top_k must be in [1, num_experts={self.num_experts}], got {self.top_k}")
@@ -286,7 +295,7 @@ class UnimodalConfig(HeadConfig):
 
 @dataclass
 class MoltConfig(HeadConfig):
-    """MoLT (robust latent representation tuning; see MOLT.md). Nearly everything here is our choice.
+    """MoLT (robust latent representation tuning; see docs/molt.md). Nearly everything here is our choice.
 
     Attributes:
         hidden_dim: d_c, width of the shared latent space (256).

@@ -34,8 +34,8 @@ class HeadOutput:
             (FLUID with ``contrastive_mask_same_label``; then ``aux_losses`` has no ``"contrastive"``). Else None.
         contrastive_pairs (Tensor | None): B bool, which items those B' rows are (with ``contrastive_logits``).
         unimodal_logits (dict[str, tuple[Tensor, Tensor]] | None): modality -> (B x C logits of that modality's
-            own training classifier, B bool: the modality is present), for ``head.loss`` (FLUID with
-            ``unimodal_weight`` > 0, training forward only). Else None.
+            own classifier, B bool: the modality is present), for ``head.loss`` and for fitting the blend (FLUID
+            with ``unimodal_weight`` > 0, when ``aux_losses`` or, in eval mode, ``unimodal_blend``). Else None.
     """
 
     logits: Tensor

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fluid._io import atomic_path, write_json_atomic, write_text_atomic
+from fluid.atomic import atomic_path, write_json_atomic, write_text_atomic
 
 from .crossfit import cross_fit_proba
 from .gallery import render_gallery
@@ -57,7 +57,8 @@ def review_catalogue(run_dir: str | Path, data: Any, out: str | Path | None = No
         ``trusted_source``, ``folds``, ``seconds``, ``noise_rates`` and, with a truth file,
         ``detection_precision``, ``detection_recall``, ``precision_at_100`` (plus counts).
     """
-    from fluid.api import Classifier, _natural_key
+    from fluid.api import Classifier
+    from fluid.data import label_sort_key, scorable_rows
     from fluid.config import RunConfig
 
     if not 0.0 < max_fdr < 1.0:
@@ -78,15 +79,15 @@ def review_catalogue(run_dir: str | Path, data: Any, out: str | Path | None = No
     seed = reader.config.seed if seed is None else seed
     started = time.perf_counter()
 
-    catalogue = reader._read(data, split="train", require_label=True)
+    catalogue = reader.read(data, split="train", require_label=True)
     frame = catalogue.frame
-    usable = frame["label"].notna() & Classifier._scorable(frame)
+    usable = frame["label"].notna() & scorable_rows(frame)
     frame = frame[usable]
     if len(frame) < folds * 2:
         raise ValueError(f"{catalogue.source}: only {len(frame)} labelled items with text or image; "
                          f"cross-fitting in {folds} folds needs at least {folds * 2}")
     given = frame["label"].astype(str)
-    classes = sorted(set(given), key=_natural_key)
+    classes = sorted(set(given), key=label_sort_key)
     if len(classes) < 2:
         raise ValueError(f"{catalogue.source}: review needs at least 2 labels; found {classes}")
     frame = frame.assign(image=_absolute_images(frame["image"], catalogue.image_root))

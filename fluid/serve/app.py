@@ -221,7 +221,7 @@ def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_uploa
         classifier = Classifier.load(Path(run_dir_or_classifier))
     else:
         classifier = run_dir_or_classifier
-        classifier._check_fitted()
+        classifier.check_fitted()
     if max_upload_mb <= 0 or max_batch < 1 or micro_batch < 1 or max_wait_ms < 0 or max_image_pixels < 1:
         raise ValueError("max_upload_mb must be > 0, max_batch >= 1, micro_batch >= 1, max_wait_ms >= 0 and "
                          "max_image_pixels >= 1")

@@ -10,6 +10,8 @@ import torch
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from fluid.data.dataset import unreadable_image_reason
+from fluid.model.heads.fluid import FUSED_ONLY
+from fluid.training.blend import BlendScores, blends
 from fluid.training.network import MultimodalNetwork
 
 
@@ -29,6 +31,11 @@ class ClassificationModule(pl.LightningModule):
     ``unreadable_images``: ``{"train"|"val": {dataset index: reason}}``, every image that failed to decode while
     this process trained or validated (the item went on without its image, as ``on_bad_row`` allows); each
     index once, however many epochs read it.
+
+    A head that blends its classifiers (``unimodal_blend``) is validated as it will predict: at the end of each
+    validation epoch the blend is fitted on that epoch's validation scores (:mod:`fluid.training.blend`) and
+    ``val_accuracy`` / ``val_macro_f1`` are the blended model's, so early stopping and the best epoch follow
+    the model that is kept, not its fused classifier alone.
     """
 
     def __init__(self, network: MultimodalNetwork, num_classes: int, *, lr: float = 2e-5,
@@ -47,6 +54,7 @@ class ClassificationModule(pl.LightningModule):
         self.val_accuracy = MulticlassAccuracy(num_classes, average="micro", ignore_index=-1)
         self.val_macro_f1 = MulticlassF1Score(num_classes, average="macro", ignore_index=-1)
         self.unreadable_images: dict[str, dict[int, str]] = {"train": {}, "val": {}}
+        self.val_blend: BlendScores | None = BlendScores() if blends(network.head) else None
 
     def _record_problems(self, stage: str, batch: dict) -> None:
         problems = batch.get("problems") or []
@@ -80,6 +88,10 @@ class ClassificationModule(pl.LightningModule):
     def _losses(self, batch: dict, output) -> dict[str, torch.Tensor]:
         return self.network.head.loss(output, batch["label"])
 
+    def on_fit_start(self) -> None:
+        if self.val_blend is not None:  # validation fits the blend on the fused classifier's own scores
+            self.network.head.blend_weights.copy_(torch.tensor(FUSED_ONLY))
+
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # Per-step seeding (not per epoch: Lightning skips on_train_epoch_start when it resumes from an
         # end-of-epoch checkpoint), so dropout and modality dropout depend only on (seed, step, rank).
@@ -101,11 +113,31 @@ class ClassificationModule(pl.LightningModule):
         output = self.network(batch)
         losses = self._losses(batch, output)
         batch_size = batch["label"].shape[0]
+        self.log("val_loss", losses["loss"], on_epoch=True, batch_size=batch_size, sync_dist=True)
+        if self.val_blend is not None:
+            self.val_blend.add(output, batch["label"])  # scored at the epoch's end, once the blend is fitted
+            return
         self.val_accuracy.update(output.logits, batch["label"])
         self.val_macro_f1.update(output.logits, batch["label"])
-        self.log("val_loss", losses["loss"], on_epoch=True, batch_size=batch_size, sync_dist=True)
         self.log("val_accuracy", self.val_accuracy, on_epoch=True, prog_bar=True, batch_size=batch_size)
         self.log("val_macro_f1", self.val_macro_f1, on_epoch=True, prog_bar=True, batch_size=batch_size)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.val_blend is None:
+            return
+        scores = self.val_blend.gathered(self.all_gather if self.trainer.world_size > 1 else None)
+        self.val_blend = BlendScores()
+        if scores is None:
+            return
+        fit, blended = scores.fit()
+        self.val_accuracy.update(blended, scores.label)
+        self.val_macro_f1.update(blended, scores.label)
+        self.log("val_accuracy", self.val_accuracy.compute(), prog_bar=True)
+        self.log("val_macro_f1", self.val_macro_f1.compute(), prog_bar=True)
+        self.log("val_blend_image", fit.weights[1])
+        self.log("val_blend_text", fit.weights[2])
+        self.val_accuracy.reset()
+        self.val_macro_f1.reset()
 
     def configure_optimizers(self):
         groups = parameter_groups(self.network, lr=self.lr, encoder_lr=self.encoder_lr,

@@ -13,13 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-IMAGE_ONLY_HEADS = frozenset({"image-only"})
-TEXT_ONLY_HEADS = frozenset({"text-only"})
-
-
-def head_modalities(head_name: str) -> tuple[bool, bool]:
-    """(uses_image, uses_text) for a registered head name."""
-    return head_name not in TEXT_ONLY_HEADS, head_name not in IMAGE_ONLY_HEADS
+from fluid.model import head_spec
 
 
 @dataclass
@@ -76,9 +70,13 @@ class Collator:
 class MultimodalNetwork(nn.Module):
     """Encoders + head.
 
+    What the network runs follows the head's registry entry (``fluid.model.head_spec(head.name)``, kept as
+    ``self.spec``): only the encoders of the modalities it declares, for as many layers as it reads.
+
     Args:
-        head: a head from :func:`fluid.model.build_head` (has ``.name`` and ``.config.encoder_layers``).
-        text_encoder / image_encoder: ``fluid.encoders`` encoders; the one a unimodal head ignores may be None.
+        head: a head from :func:`fluid.model.build_head` (its ``.name`` is a registered deep head).
+        text_encoder / image_encoder: ``fluid.encoders`` encoders; one the head does not read is dropped (and
+            may be None).
         modality_dropout: during training, each sample loses its image with probability p/2 or else its text
             with probability p/2 (never both), so the missing-modality path is trained.
         token_dropout: during training, a trainable text encoder reads each real input token as [UNK] with this
@@ -93,15 +91,16 @@ class MultimodalNetwork(nn.Module):
         if not 0.0 <= token_dropout < 1.0:
             raise ValueError(f"token_dropout must be in [0, 1), got {token_dropout}")
         self.token_dropout = token_dropout
-        uses_image, uses_text = head_modalities(head.name)
+        self.spec = head_spec(head.name)
         self.head = head
-        self.text_encoder = text_encoder if uses_text else None
-        self.image_encoder = image_encoder if uses_image else None
+        self.text_encoder = text_encoder if self.spec.reads_text else None
+        self.image_encoder = image_encoder if self.spec.reads_image else None
         self.modality_dropout = modality_dropout
 
     @property
     def encoder_layers(self) -> int:
-        return int(getattr(self.head.config, "encoder_layers", 1))
+        """How many of each encoder's last hidden states the head reads (its entry's ``encoder_layers``)."""
+        return self.spec.encoder_layers(self.head.config)
 
     def encode(self, batch: dict) -> tuple:
         """Runs the encoders. Returns (image_tokens, image_mask, text_tokens, text_mask); tokens are a tensor

@@ -270,11 +270,16 @@ def _auto(cfg: RunConfig, stats: CatalogueStats, encoders: EncoderSetup) -> dict
                                     (0.1, "a light alignment term on pretrained features (measured no "
                                            "different from 0 there: docs/recipes.md)"))
     p["head.moe_weight"] = (0.01, "Switch Transformer's balance weight (α = 0.01)")
+    trained = encoders.trains_from_scratch or encoders.fine_tunes
     p["head.unimodal_weight"] = ((1.0, "each trained encoder also learns from its own modality's classifier, so "
                                   "one modality fitting the training labels first does not starve the other "
-                                  "(measured: docs/recipes.md)")
-                                 if encoders.trains_from_scratch or encoders.fine_tunes else
+                                  "(measured: docs/recipes.md)") if trained else
                                  (0.0, "frozen encoders: per-modality classifiers would change nothing"))
+    p["head.unimodal_blend"] = ((True, "the logits weigh the fused and per-modality classifiers with weights "
+                                 "fitted on validation, so a modality the fused classifier over-trusts after "
+                                 "fitting the training data is discounted (measured: docs/recipes.md)") if trained else
+                                (False, "frozen encoders: the fitted blend kept the fused classifier alone "
+                                 "(measured: docs/recipes.md)"))
     p["head.pooled_shortcut"] = (True, "the head can fall back on a linear probe of the pooled encoder tokens "
                                  "(measured: never worse, lower seed-to-seed spread; docs/recipes.md)")
     return p

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fluid._io import atomic_path, write_text_atomic  # noqa: E402
+from fluid.atomic import atomic_path, write_text_atomic  # noqa: E402
 
 MAX_CONFUSION_CLASSES = 20
 SUMMARY_KEYS = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "top5_accuracy")
@@ -176,6 +176,20 @@ def floor_lines(run: dict) -> list[str]:
     return lines
 
 
+def blend_lines(run: dict) -> list[str]:
+    """The report's section on the blend of the fused and per-modality classifiers (empty without one)."""
+    blend = run.get("blend")
+    if not blend:
+        return []
+    weights = ", ".join(f"{member} {weight:.1f}" for member, weight in blend["weights"].items())
+    accuracy = blend["val_accuracy"]
+    return ["\n## Blend of the classifiers (validation)\n",
+            f"The predictions weigh the fused classifier and the per-modality classifiers' log-probabilities: "
+            f"{weights}, fitted on {blend['n_items']} validation items (accuracy {_pct(accuracy['fused'])} % with "
+            f"the fused classifier alone, {_pct(accuracy['blended'])} % blended). The modality gate and the experts "
+            f"explain the fused classifier's share only.\n"]
+
+
 def write_report(run_dir: str | Path) -> Path:
     """(Re)builds ``run_dir/report.md`` and ``run_dir/plots/*.png`` from the run's JSON files.
 
@@ -215,6 +229,7 @@ def write_report(run_dir: str | Path) -> Path:
         "\n## Metrics (%)\n",
         metrics_table(evaluations),
     ]
+    lines += blend_lines(run)
     lines += floor_lines(run)
     robustness = robustness_table(evaluations)
     if robustness:

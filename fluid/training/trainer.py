@@ -5,9 +5,11 @@ Lightning is the engine (loop, checkpoints, mixed precision, DDP); this module o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +20,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from fluid._io import atomic_path
+from fluid.atomic import atomic_path
 from fluid.config import RunConfig
 from fluid.training.module import ClassificationModule
 from fluid.training.network import MultimodalNetwork
@@ -27,10 +29,28 @@ CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 BEST_CHECKPOINT = "best.ckpt"
 
-for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
-warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+#: Lightning loggers whose informational lines (devices found, and the like) are silenced while FLUID trains.
+QUIET_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric")
+#: Lightning warnings that do not apply to FLUID's loaders (worker count chosen by the run; pytree internals).
+QUIET_WARNINGS = (".*does not have many workers.*", ".*LeafSpec.*")
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silences :data:`QUIET_LOGGERS` below WARNING and :data:`QUIET_WARNINGS` for the duration of one fit; the
+    caller's logging levels and warning filters are restored afterwards (nothing changes at import)."""
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for message in QUIET_WARNINGS:
+                warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 @dataclass
@@ -115,11 +135,32 @@ def train_network(network: MultimodalNetwork, cfg: RunConfig, *, num_classes: in
     if time_limit is not None:
         timer = Timer(duration=timedelta(seconds=float(time_limit)), interval="epoch", verbose=False)
         callbacks.append(timer)
-    accelerator = "auto"
+    with quiet_lightning():
+        trainer = _fit(module, cfg, run_dir, callbacks, train_loader, val_loader, devices=devices, resume=resume,
+                       progress=progress)
+    best_path = Path(best.best_model_path) if best.best_model_path else None
+    best_epoch = None
+    if best_path is not None and best_path.exists():
+        checkpoint = load_checkpoint(best_path)
+        module.on_load_checkpoint(checkpoint)
+        module.load_state_dict(checkpoint["state_dict"])
+        best_epoch = int(checkpoint.get("epoch", 0)) + 1
+    network.cpu()
+    score = best.best_model_score
+    stopped_by_time = bool(timer is not None and trainer.current_epoch < cfg.epochs and trainer.should_stop)
+    return TrainResult(best_epoch=best_epoch, epochs_run=int(trainer.current_epoch),
+                       best_score=float(score) if score is not None else None, stopped_by_time=stopped_by_time,
+                       is_global_zero=trainer.is_global_zero, unreadable_images=module.unreadable_images)
+
+
+def _fit(module: ClassificationModule, cfg: RunConfig, run_dir: Path, callbacks: list, train_loader, val_loader, *,
+         devices, resume: bool, progress: bool) -> pl.Trainer:
+    """Builds the Lightning trainer and runs ``fit`` (from ``last.ckpt`` when resuming); returns the trainer."""
+    checkpoint_dir = run_dir / CHECKPOINT_DIR
     on_cpu = not torch.cuda.is_available()
     trainer = pl.Trainer(
         max_epochs=cfg.epochs,
-        accelerator=accelerator,
+        accelerator="auto",
         devices=devices,
         precision=cfg.precision,
         callbacks=callbacks,
@@ -137,17 +178,4 @@ def train_network(network: MultimodalNetwork, cfg: RunConfig, *, num_classes: in
         load_checkpoint(Path(ckpt_path))  # refuse a bad file with a clear error before Lightning reads it
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path,
                 weights_only=True if resume else None)
-
-    best_path = Path(best.best_model_path) if best.best_model_path else None
-    best_epoch = None
-    if best_path is not None and best_path.exists():
-        checkpoint = load_checkpoint(best_path)
-        module.on_load_checkpoint(checkpoint)
-        module.load_state_dict(checkpoint["state_dict"])
-        best_epoch = int(checkpoint.get("epoch", 0)) + 1
-    network.cpu()
-    score = best.best_model_score
-    stopped_by_time = bool(timer is not None and trainer.current_epoch < cfg.epochs and trainer.should_stop)
-    return TrainResult(best_epoch=best_epoch, epochs_run=int(trainer.current_epoch),
-                       best_score=float(score) if score is not None else None, stopped_by_time=stopped_by_time,
-                       is_global_zero=trainer.is_global_zero, unreadable_images=module.unreadable_images)
+    return trainer

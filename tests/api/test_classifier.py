@@ -75,6 +75,26 @@ def test_save_load_gives_identical_probabilities(fitted, product_frame, tmp_path
     pd.testing.assert_frame_equal(before, again.predict_proba(frame), check_exact=True)
 
 
+def test_fit_blends_the_classifiers_on_validation_and_the_blend_survives_save_and_load(fitted, tmp_path):
+    import json
+
+    blend = fitted.metrics_["blend"]  # the auto recipe blends the fused and per-modality classifiers
+    assert blend["fitted_on"] == "validation" and blend["n_items"] > 0
+    assert abs(sum(blend["weights"].values()) - 1.0) < 1e-6
+    weights = [blend["weights"][m] for m in ("fused", "image", "text")]
+    assert fitted.network.head.blend_weights.tolist() == pytest.approx(weights)
+    assert json.loads((fitted.run_dir / "metrics.json").read_text())["blend"]["weights"] == blend["weights"]
+    log = pd.read_csv(fitted.run_dir / "log" / "metrics.csv")  # each epoch validated the blended model
+    assert log["val_blend_image"].notna().any() and log["val_accuracy"].notna().any()
+    from fluid.training.report import write_report
+
+    report = write_report(fitted.run_dir).read_text()
+    assert "## Blend of the classifiers (validation)" in report and f"image {weights[1]:.1f}" in report
+    fitted.save(tmp_path / "saved-blend")
+    loaded = Classifier.load(tmp_path / "saved-blend")
+    assert loaded.network.head.blend_weights.tolist() == pytest.approx(weights)
+
+
 def test_scoring_and_the_feature_cache_run_on_the_configured_device(fitted, product_frame, tmp_path, monkeypatch):
     import fluid.api
 

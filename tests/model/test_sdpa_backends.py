@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fluid._sdpa import varying_length_attention
+from fluid.sdpa import varying_length_attention
 
 
 def test_cuda_attention_runs_without_the_cudnn_kernel_and_restores_it():

@@ -125,10 +125,13 @@ def test_auto_turns_on_the_measured_head_options_and_paper_leaves_them_off():
     scratch, _ = _resolve(demo_config("fluid"), _labels([25] * 10))
     assert scratch.head["pooled_shortcut"] is True and "contrastive_projection" not in scratch.head
     assert scratch.head["unimodal_weight"] == 1.0  # trained encoders learn from each modality's own classifier
+    assert scratch.head["unimodal_blend"] is True  # ... and the classifiers are blended, fitted on validation
     pretrained, _ = _resolve(RunConfig(text_encoder="minilm", image_encoder="efficientnet-lite0"), _labels([30] * 10))
     assert pretrained.head["pooled_shortcut"] is True and pretrained.head["contrastive_weight"] == 0.1
     assert pretrained.head["unimodal_weight"] == 0.0  # frozen encoders: the classifiers would change nothing
+    assert pretrained.head["unimodal_blend"] is False  # measured: the fitted blend kept the fused classifier
     assert "contrastive_projection" not in pretrained.head  # measured no better: the head's default (off)
     paper, _ = _resolve(RunConfig(recipe="paper"), _labels([30] * 10))
     head = build_head("fluid", 10, image_dim=768, text_dim=768, **paper.head)
     assert not head.config.pooled_shortcut and not head.config.contrastive_projection
+    assert not head.config.unimodal_blend and head.blend_weights is None

@@ -38,10 +38,8 @@ class EarlyFusionHead(Head):
 
     def forward(self, image_tokens: TokenInput, text_tokens: TokenInput, image_mask: Tensor | None = None,
                 text_mask: Tensor | None = None, *, aux_losses: bool = True) -> HeadOutput:
-        b = self._batch_size(image_tokens, text_tokens)
-        image_mask, text_mask = self._masks(image_tokens, text_tokens, image_mask, text_mask)
-        image, image_mask, _ = self.image_missing(image_tokens, image_mask, b)
-        text, text_mask, _ = self.text_missing(text_tokens, text_mask, b)
+        _, (image, image_mask, _), (text, text_mask, _) = self.prepare_inputs(
+            image_tokens, text_tokens, image_mask, text_mask)
         embedding = torch.cat([self._pool(image, image_mask), self._pool(text, text_mask)], dim=-1)
         return HeadOutput(logits=self.mlp(embedding), embedding=embedding)
 
@@ -77,10 +75,8 @@ class ImprovedAttentionHead(Head):
 
     def forward(self, image_tokens: TokenInput, text_tokens: TokenInput, image_mask: Tensor | None = None,
                 text_mask: Tensor | None = None, *, aux_losses: bool = True) -> HeadOutput:
-        b = self._batch_size(image_tokens, text_tokens)
-        image_mask, text_mask = self._masks(image_tokens, text_tokens, image_mask, text_mask)
-        image, image_mask, _ = self.image_missing(image_tokens, image_mask, b)
-        text, text_mask, _ = self.text_missing(text_tokens, text_mask, b)
+        _, (image, image_mask, _), (text, text_mask, _) = self.prepare_inputs(
+            image_tokens, text_tokens, image_mask, text_mask)
         image, text = self.image_proj(image), self.text_proj(text)
         for i2t, t2i in zip(self.image_to_text, self.text_to_image):
             image, text = i2t(image, text, text_mask), t2i(text, image, image_mask)
@@ -158,10 +154,8 @@ class Blip2Head(Head):
 
     def forward(self, image_tokens: TokenInput, text_tokens: TokenInput, image_mask: Tensor | None = None,
                 text_mask: Tensor | None = None, *, aux_losses: bool = True) -> HeadOutput:
-        b = self._batch_size(image_tokens, text_tokens)
-        image_mask, text_mask = self._masks(image_tokens, text_tokens, image_mask, text_mask)
-        image, image_mask, _ = self.image_missing(image_tokens, image_mask, b)
-        text, text_mask, _ = self.text_missing(text_tokens, text_mask, b)
+        b, (image, image_mask, _), (text, text_mask, _) = self.prepare_inputs(
+            image_tokens, text_tokens, image_mask, text_mask)
         text = self.text_proj(text)
         queries = self.queries.unsqueeze(0).expand(b, -1, -1)
         for layer in self.layers:

@@ -73,7 +73,8 @@ class PooledShortcut(nn.Module):
 
 
 class UnimodalClassifiers(nn.Module):
-    """``unimodal_weight`` > 0: one linear classifier per modality on its pooled encoder tokens (training only).
+    """``unimodal_weight`` > 0: one linear classifier per modality on its pooled encoder tokens (trained by the
+    "unimodal" loss term; at inference they serve only ``unimodal_blend``).
 
     Args:
         image_dim (int): D_i. text_dim (int): D_t. num_classes (int): C.
@@ -154,6 +155,10 @@ class FluidHead(Head):
         hidden = c.expert_hidden_dim or d
         self.shortcut = PooledShortcut(image_dim, text_dim, num_classes) if c.pooled_shortcut else None
         self.unimodal = UnimodalClassifiers(image_dim, text_dim, num_classes) if c.unimodal_weight > 0 else None
+        if c.unimodal_blend:
+            self.register_buffer("blend_weights", torch.tensor(FUSED_ONLY))
+        else:
+            self.blend_weights = None
         if c.use_moe:
             self.moe = MixtureOfExperts(
                 in_dim, hidden, num_classes, c.num_experts, c.top_k, c.dropout, c.moe_dispatch,
@@ -174,10 +179,8 @@ class FluidHead(Head):
         aux_losses: bool = True,
     ) -> HeadOutput:
         c: FluidConfig = self.config
-        b = self._batch_size(image_tokens, text_tokens)
-        image_mask, text_mask = self._masks(image_tokens, text_tokens, image_mask, text_mask)
-        image, image_mask, image_present = self.image_missing(image_tokens, image_mask, b)
-        text, text_mask, text_present = self.text_missing(text_tokens, text_mask, b)
+        b, (image, image_mask, image_present), (text, text_mask, text_present) = self.prepare_inputs(
+            image_tokens, text_tokens, image_mask, text_mask)
 
         image_n = self.image_summary(image, image_mask)  # B x l x d (I_n)
         text_n = self.text_summary(text, text_mask)  # B x l x d (T_n)
@@ -224,9 +227,12 @@ class FluidHead(Head):
         if self.shortcut is not None:
             logits = logits + self.shortcut(image, image_mask, text, text_mask)
         unimodal = None
-        if self.unimodal is not None and aux_losses:
+        blending = self.blend_weights is not None and not self.training
+        if self.unimodal is not None and (aux_losses or blending):
             scores = self.unimodal(image, image_mask, text, text_mask)
             unimodal = {"image": (scores["image"], image_present), "text": (scores["text"], text_present)}
+        if blending:
+            logits = blend_log_probs(self.blend_weights, logits, unimodal["image"], unimodal["text"])
         return HeadOutput(logits=logits, aux_losses=aux, embedding=embedding, gate=gate, expert_load=expert_load,
                           routing=routing, contrastive_logits=contrastive_logits, contrastive_pairs=contrastive_pairs,
                           unimodal_logits=unimodal)
@@ -269,6 +275,32 @@ def unimodal_cross_entropy(logits: Tensor, labels: Tensor, present: Tensor) -> T
     if not bool(keep.any()):
         return logits.sum() * 0.0
     return F.cross_entropy(logits[keep], labels[keep])
+
+
+#: ``blend_weights`` before they are fitted: the fused classifier alone.
+FUSED_ONLY = (1.0, 0.0, 0.0)
+
+
+def blend_log_probs(weights: Tensor, fused: Tensor, image: tuple[Tensor, Tensor], text: tuple[Tensor, Tensor]) -> Tensor:
+    """The ``unimodal_blend`` logits: a weighted sum of log-probabilities, each modality's term only where that
+    modality is present, the weights renormalised over the terms taken (an item whose only weighted term is
+    absent keeps the fused log-probabilities).
+
+    Args:
+        weights (Tensor): 3 = (w_fused, w_image, w_text), each >= 0.
+        fused (Tensor): B x C logits of the fused classifier.
+        image, text (tuple[Tensor, Tensor]): (B x C logits of that modality's classifier, B bool present).
+
+    Returns:
+        Tensor: B x C = Σ_k w_k·m_k·log_softmax(z_k) / Σ_k w_k·m_k (m_fused = 1).
+    """
+    terms = torch.stack([F.log_softmax(z.float(), dim=-1) for z in (fused, image[0], text[0])])  # 3 x B x C
+    taken = torch.stack([torch.ones_like(image[1]), image[1], text[1]]).to(terms.dtype)  # 3 x B
+    w = weights.to(terms.dtype)[:, None] * taken  # 3 x B
+    total = w.sum(dim=0)  # B
+    w = torch.where(total > 0, w / total.clamp_min(1e-12), torch.tensor([1.0, 0.0, 0.0], dtype=w.dtype,
+                                                                        device=w.device)[:, None])
+    return (w[:, :, None] * terms).sum(dim=0).to(fused.dtype)
 
 
 def _requires_grad(*tokens: Tensor | None) -> bool:

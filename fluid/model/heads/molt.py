@@ -1,4 +1,4 @@
-"""MoLT head: robust latent representation tuning (Sun & Song, arXiv 2406.06048; see MOLT.md).
+"""MoLT head: robust latent representation tuning (Sun & Song, arXiv 2406.06048; see docs/molt.md).
 
 Per encoder layer slot j = 1..k (the last k layers of each frozen encoder):
 
@@ -65,37 +65,16 @@ class MoltHead(Head):
         self.norm = nn.LayerNorm(self.embedding_dim)
         self.mlp = MLP(self.embedding_dim, c.fusion_hidden_dim or 2 * d, num_classes, c.dropout)
 
-    def _layers(self, x: TokenInput, what: str) -> list[Tensor | None]:
-        k = self.config.encoder_layers
-        if x is None:
-            return [None] * k
-        if isinstance(x, Tensor):
-            return [x] * k
-        layers = list(x)
-        if len(layers) == 1:
-            return layers * k
-        if len(layers) < k:
-            raise ValueError(
-                f"{what}: got {len(layers)} layers, the head reads encoder_layers={k} "
-                "(pass one tensor, or at least k per-layer tensors)"
-            )
-        return layers[-k:]
-
     def forward(self, image_tokens: TokenInput, text_tokens: TokenInput, image_mask: Tensor | None = None,
                 text_mask: Tensor | None = None, *, aux_losses: bool = True) -> HeadOutput:
         c: MoltConfig = self.config
-        b = self._batch_size(image_tokens, text_tokens)
-        image_layers = self._layers(image_tokens, "image_tokens")
-        text_layers = self._layers(text_tokens, "text_tokens")
-        image_mask, text_mask = self._masks(image_tokens, text_tokens, image_mask, text_mask)
+        layer_inputs = self.prepare_layer_inputs(image_tokens, text_tokens, image_mask, text_mask, c.encoder_layers)
 
         robust: list[Tensor] = []
         cca_terms: list[Tensor] = []
         final_image = final_text = None
         both = None
-        for j in range(c.encoder_layers):
-            image, i_mask, i_present = self.image_missing(image_layers[j], image_mask, b)
-            text, t_mask, t_present = self.text_missing(text_layers[j], text_mask, b)
+        for j, (_, (image, i_mask, i_present), (text, t_mask, t_present)) in enumerate(layer_inputs):
             both = i_present & t_present
             image_c, text_c = self.image_proj[j](image), self.text_proj[j](text)
             if aux_losses:

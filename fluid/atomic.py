@@ -67,3 +67,21 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None =
     """
     text = json.dumps(obj, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii, default=default)
     return write_text_atomic(path, text)
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> None:
+    """:func:`write_json_atomic` for results holding NumPy values: NumPy integers and floats become numbers,
+    arrays lists, anything else JSON cannot hold its ``str``."""
+    write_json_atomic(path, payload, default=_json_value)
+
+
+def _json_value(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
