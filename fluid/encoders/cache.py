@@ -471,19 +471,15 @@ class FeatureCache:
                                 collate_fn=_as_is)
             counts: list[np.ndarray] = []
             problems: dict[str, str] = {}
-            bar = None
-            if progress:
-                try:
-                    from tqdm.auto import tqdm
+            from rich.console import Console
+            from rich.progress import Progress
 
-                    bar = tqdm(total=len(batches), desc=f"caching {encoder.kind} features", unit="batch",
-                               file=sys.stderr)
-                except ImportError:  # pragma: no cover
-                    bar = None
             was_training = encoder.training
             encoder.eval()
             try:
-                with open(tmp / "tokens.f16", "wb") as f, torch.inference_mode():
+                with Progress(console=Console(stderr=True), transient=True, disable=not progress) as bar, \
+                        open(tmp / "tokens.f16", "wb") as f, torch.inference_mode():
+                    task = bar.add_task(f"caching {encoder.kind} features", total=len(batches))
                     for prepared, batch_problems in loader:
                         prepared = {k: v.to(device, non_blocking=pin) for k, v in prepared.items()}
                         out = encoder(prepared)
@@ -491,12 +487,9 @@ class FeatureCache:
                         f.write(np.ascontiguousarray(real))  # one write per batch; no copy (already C order)
                         counts.append(batch_counts)
                         problems.update({ids[i]: reason for i, reason in batch_problems.items()})
-                        if bar is not None:
-                            bar.update(1)
+                        bar.advance(task)
             finally:
                 encoder.train(was_training)
-                if bar is not None:
-                    bar.close()
             per_item = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
             if len(per_item) != len(ids):  # pragma: no cover - a preprocessor that drops items
                 raise RuntimeError(f"feature cache: encoded {len(per_item)} items, expected {len(ids)}")

