@@ -298,8 +298,8 @@ def blend_log_probs(weights: Tensor, fused: Tensor, image: tuple[Tensor, Tensor]
     taken = torch.stack([torch.ones_like(image[1]), image[1], text[1]]).to(terms.dtype)  # 3 x B
     w = weights.to(terms.dtype)[:, None] * taken  # 3 x B
     total = w.sum(dim=0)  # B
-    w = torch.where(total > 0, w / total.clamp_min(1e-12), torch.tensor([1.0, 0.0, 0.0], dtype=w.dtype,
-                                                                        device=w.device)[:, None])
+    fused_only = torch.tensor(FUSED_ONLY, dtype=w.dtype, device=w.device)[:, None]
+    w = torch.where(total > 0, w / total.clamp_min(1e-12), fused_only)
     return (w[:, :, None] * terms).sum(dim=0).to(fused.dtype)
 
 
