@@ -249,7 +249,7 @@ class Classifier:
                           image_has_cls=image_encoder.has_cls_token if image_encoder is not None else True,
                           text_has_cls=text_encoder.has_cls_token if text_encoder is not None else True, **cfg.head)
         return MultimodalNetwork(head, text_encoder, image_encoder, modality_dropout=cfg.modality_dropout,
-                                 token_dropout=cfg.token_dropout or 0.0)
+                                 token_dropout=cfg.token_dropout or 0.0, image_augment=cfg.image_augment or 0.0)
 
     def _loader(self, frame: pd.DataFrame, image_root, *, shuffle: bool, drop_modality: str | None = None,
                 label_map: dict | None = None, corruption=None, features: dict | None = None,

@@ -60,6 +60,9 @@ class RunConfig:
     schedule: str | None = None  # "constant" or "cosine" (decays to 0 after the warm-up)
     modality_dropout: float | None = None
     token_dropout: float | None = None  # share of a trained text encoder's input tokens replaced by [UNK] in training
+    # a trained image encoder's training images are mirrored at random and shifted by up to this share of
+    # their side (0 = no image augmentation)
+    image_augment: float | None = None
     val_fraction: float | None = None
     monitor: str | None = None  # val_macro_f1, val_accuracy or val_loss
     patience: int | None = None  # early stopping on `monitor` after this many epochs; 0 = off

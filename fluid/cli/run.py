@@ -82,6 +82,9 @@ def train(
     modality_dropout: Optional[float] = typer.Option(None, help="Drop image or text per sample in training."),
     token_dropout: Optional[float] = typer.Option(None, help="Share of a trained text encoder's input tokens read "
                                                              "as [UNK] in training (auto: 0.3 from scratch)."),
+    image_augment: Optional[float] = typer.Option(None, help="A trained image encoder's training images are mirrored "
+                                                             "at random and shifted by up to this share of their "
+                                                             "side (auto: 0.125 when it trains, 0 = off)."),
     devices: str = typer.Option("auto", help="Devices for Lightning: auto, or a number (DDP for several)."),
     precision: Optional[str] = typer.Option(None, help="32-true, bf16-mixed, 16-mixed, ..."),
     time_limit: Optional[float] = typer.Option(None, help="Seconds; stops at an epoch boundary."),
@@ -112,7 +115,7 @@ def train(
         params.update({k: v for k, v in columns.items() if k != "encoding"})
     options = dict(model=model, recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr, text_encoder=text_encoder,
                    image_encoder=image_encoder, freeze=freeze, modality_dropout=modality_dropout,
-                   token_dropout=token_dropout, precision=precision, seed=seed, on_bad_row=on_bad_row, text=text_col, image=image_col,
+                   token_dropout=token_dropout, image_augment=image_augment, precision=precision, seed=seed, on_bad_row=on_bad_row, text=text_col, image=image_col,
                    label=label_col, id=id_col, language=language_col, label_source=label_source_col,
                    image_root=image_root, encoding=encoding, floor=floor, candidates=candidate or None)
     params.update({k: v for k, v in options.items() if v is not None})
