@@ -5,9 +5,9 @@ evaluate), sampled every 20 ms by a thread. Run it at two catalogue sizes to see
     python -c "from fluid.data.synthetic import write_synthetic as w; w('/tmp/c100k', items=100_000)"
     OMP_NUM_THREADS=1 python benchmarks/fit_memory_stages.py /tmp/c100k --json stages-100k.json
 
-Stages are found by wrapping the methods ``Classifier.fit`` calls (``_read``, ``stratified_split``,
-``_build_network``, ``_cached_features``, ``train_network``, ``_evaluate_frame``); "between X and Y" is the work
-in ``fit`` itself between two of them (e.g. building the DataLoaders before ``train_network``). Linux only
+Stages are found by wrapping the functions ``Classifier.fit`` calls (``read``, ``stratified_split``, the deep
+learner's ``build`` and ``cached_features``, ``train_network``, ``evaluate_frame``); "between X and Y" is the
+work in ``fit`` itself between two of them (e.g. building the DataLoaders before ``train_network``). Linux only
 (``/proc/self/status``).
 """
 
@@ -78,14 +78,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     import fluid.api as api
-    import fluid.data.splits as splits
+    import fluid.data as data
     import fluid.training.trainer as trainer
     from fluid.config import demo_config
+    from fluid.learners import DeepLearner
 
     sampler = StageSampler()
-    for owner, name in ((api.Classifier, "_read"), (splits, "stratified_split"), (api.Classifier, "_build_network"),
-                        (api.Classifier, "_cached_features"), (trainer, "train_network"),
-                        (api.Classifier, "_evaluate_frame")):
+    for owner, name in ((api.Classifier, "read"), (data, "stratified_split"), (DeepLearner, "build"),
+                        (DeepLearner, "cached_features"), (trainer, "train_network"), (api, "evaluate_frame")):
         sampler.wrap(owner, name)
     params = demo_config(args.model, epochs=1, floor=False).to_dict()
     params.pop("columns")  # a GLAMI-layout folder has fixed columns

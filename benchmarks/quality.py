@@ -119,11 +119,11 @@ def train_and_score(system: str, frames: dict[str, pd.DataFrame], encoders: tupl
     base, _, variant = system.partition("[")
     model = {"floor": "tfidf-image-logreg", "fluid+md": "fluid"}.get(base, base)
     options = {"modality_dropout": 0.3} if base == "fluid+md" else {}
-    if variant:
-        options.update((variants or {})[variant.rstrip("]")])
     if model != "tfidf-image-logreg":
         options.update(text_encoder=encoders[0], image_encoder=encoders[1],
                        feature_cache=str(workdir / "feature-cache"))
+    if variant:  # a variant's options win, encoders included (e.g. {"text_encoder": "e5-small"})
+        options.update((variants or {})[variant.rstrip("]")])
     clf = Classifier(model, id="id", path=str(workdir / f"run-{system}-{seed}"), seed=seed, floor=False, **options)
     started = time.perf_counter()
     clf.fit(frames["train"], progress=False, verbose=False)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from fluid.errors import OptionError
+
 PAPER_TEXT_ENCODER = "bert-base-multilingual-cased"
 PAPER_IMAGE_ENCODER = "google/vit-base-patch16-224"
 BAD_ROW_POLICIES = ("skip", "missing-modality", "fail")
@@ -35,6 +37,10 @@ class Columns:
     label_source: str | None = None
     image_root: str | None = None
     encoding: str | None = None
+
+
+#: The column keywords of ``Classifier`` and ``RunConfig.from_keywords``: the fields of :class:`Columns`.
+COLUMN_KEYWORDS = ("label", "text", "image", "image_root", "id", "language", "label_source", "encoding")
 
 
 @dataclass
@@ -119,6 +125,26 @@ class RunConfig:
         if unknown:
             raise ValueError(f"unknown config keys {sorted(unknown)}; valid keys: {sorted(cls.field_names())}")
         return cls(**values)
+
+    @classmethod
+    def from_keywords(cls, keywords: dict) -> "RunConfig":
+        """The config of ``Classifier(**keywords)``: RunConfig fields plus the column keywords
+        (:data:`COLUMN_KEYWORDS`, the fields of :class:`Columns`) at the top level. A RunConfig field at None
+        takes its default; a column at None has no such column (e.g. ``image=None``: no image column)."""
+        values = {k: v for k, v in keywords.items() if v is not None and k not in COLUMN_KEYWORDS}
+        columns = {k: keywords[k] for k in COLUMN_KEYWORDS if k in keywords}
+        if isinstance(columns.get("text"), str):
+            columns["text"] = [columns["text"]]
+        unknown = set(values) - (cls.field_names() - {"columns"})
+        if unknown:
+            raise OptionError(f"unknown options {sorted(unknown)}; valid options: "
+                              f"{sorted(cls.field_names() - {'columns'}) + sorted(COLUMN_KEYWORDS)}")
+        return cls.from_dict({**values, "columns": Columns(**columns)})
+
+    def keywords(self) -> dict:
+        """The ``Classifier`` keywords of this config (the inverse of :meth:`from_keywords`)."""
+        values = self.to_dict()
+        return {**values.pop("columns"), **values}
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":

@@ -102,10 +102,10 @@ class ClassicalModel:
 
     # ----------------------------------------------------------------- features
     def _images(self, cells: Sequence, image_root, keys: Sequence[str] | None = None,
-                corruption=None) -> np.ndarray:
+                corruption=None, problems: dict[int, str] | None = None) -> np.ndarray:
         """N x (D + 1): raw image features and a last column that is 1 where the image is missing/unreadable.
         ``corruption`` (a ``fluid.data.corruptions.Corruption`` of an image) is applied to each decoded image,
-        keyed by the item id in ``keys``."""
+        keyed by the item id in ``keys``; ``problems`` (row -> why) collects the images that failed to decode."""
         from fluid.data import BadImageError, load_image
 
         out = np.zeros((len(cells), image_feature_dim() + 1))
@@ -114,8 +114,9 @@ class ClassicalModel:
             if has_value(cell):
                 try:
                     image = load_image(cell, image_root)
-                except (BadImageError, OSError, ValueError):
-                    image = None
+                except (BadImageError, OSError, ValueError) as error:
+                    if problems is not None:
+                        problems[row] = str(error)
             if image is not None and corruption is not None:
                 image = corruption(image, keys[row])
             if image is None:
@@ -140,8 +141,10 @@ class ClassicalModel:
             blocks += [sp.csr_matrix(scaled), sp.csr_matrix(missing)]
         return sp.hstack(blocks, format="csr")
 
-    def _inputs(self, frame: pd.DataFrame, image_root, drop_modality: str | None = None, corruption=None):
-        """(texts, :meth:`_images` output or None) with ``drop_modality`` removed and ``corruption`` applied."""
+    def _inputs(self, frame: pd.DataFrame, image_root, drop_modality: str | None = None, corruption=None,
+                problems: dict[int, str] | None = None):
+        """(texts, :meth:`_images` output or None) with ``drop_modality`` removed and ``corruption`` applied;
+        ``problems`` collects the frame positions whose image failed to decode, and why."""
         keys = [str(k) for k in (frame["id"] if "id" in frame else frame.index)]
         texts = [None if drop_modality == "text" else t for t in frame["text"]]
         if corruption is not None and corruption.modality == "text":
@@ -150,7 +153,7 @@ class ClassicalModel:
         if "image" in self.modalities:
             cells = [None] * len(frame) if drop_modality == "image" else list(frame["image"])
             image_corruption = corruption if corruption is not None and corruption.modality == "image" else None
-            raw_images = self._images(cells, image_root, keys, image_corruption)
+            raw_images = self._images(cells, image_root, keys, image_corruption, problems)
         return texts, raw_images
 
     # ----------------------------------------------------------------- training
@@ -209,28 +212,25 @@ class ClassicalModel:
 
     # ----------------------------------------------------------------- inference
     def predict_proba_frame(self, frame: pd.DataFrame, image_root=None, *, drop_modality: str | None = None,
-                            corruption=None) -> np.ndarray:
-        """N x C softmax probabilities."""
+                            corruption=None, problems: dict[int, str] | None = None) -> np.ndarray:
+        """N x C softmax probabilities; ``problems`` (position -> why) collects the images that failed to decode
+        (scored as missing)."""
         self._check_fitted()
-        texts, raw_images = self._inputs(frame, image_root, drop_modality, corruption)
+        texts, raw_images = self._inputs(frame, image_root, drop_modality, corruption, problems)
         scores = np.asarray(self._design(texts, raw_images) @ self.coef.T) + self.intercept
         scores -= scores.max(axis=1, keepdims=True)
         proba = np.exp(scores)
         return proba / proba.sum(axis=1, keepdims=True)
 
     def run(self, frame: pd.DataFrame, image_root=None, *, drop_modality: str | None = None,
-            want_embedding: bool = False, corruption=None) -> dict:
-        """What ``Classifier._run`` returns: proba (N x C), labels (N, -1 unknown), and None for the embedding,
-        gate, expert load and routing that a linear model does not have."""
-        if want_embedding:
-            raise ValueError(f"{self.name} is a classical baseline: it has no learned embedding to return")
+            corruption=None) -> tuple[np.ndarray, dict[int, str]]:
+        """(N x C probabilities, {frame position: why its image could not be decoded})."""
+        problems: dict[int, str] = {}
         if len(frame) == 0:
-            proba = np.zeros((0, len(self.classes)))
-        else:
-            proba = self.predict_proba_frame(frame, image_root, drop_modality=drop_modality,
-                                             corruption=corruption)
-        return {"proba": proba, "labels": self.label_indices(frame), "embedding": None, "gate": None,
-                "expert_load": None, "routing": None}
+            return np.zeros((0, len(self.classes))), problems
+        proba = self.predict_proba_frame(frame, image_root, drop_modality=drop_modality, corruption=corruption,
+                                         problems=problems)
+        return proba, problems
 
     @property
     def num_parameters(self) -> int:

@@ -34,9 +34,7 @@ def measure(items: int, workdir: Path) -> dict:
         raise RuntimeError(f"writing the {items}-item synthetic catalogue failed (exit code {writer.exitcode})")
     write_seconds = time.perf_counter() - started
     rss_before = peak_rss_bytes()
-    params = demo_config("fluid", epochs=1, floor=False).to_dict()  # one epoch of the head only
-    params.pop("columns")  # a GLAMI-layout folder has fixed columns
-    classifier = Classifier(path=str(workdir / "run"), **params)
+    classifier = Classifier.from_config(demo_config("fluid", epochs=1, floor=False), path=workdir / "run")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with PeakMemory(device, interval=0.05) as peak:
         classifier.fit(data, progress=False)

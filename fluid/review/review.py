@@ -72,10 +72,8 @@ def review_catalogue(run_dir: str | Path, data: Any, out: str | Path | None = No
     config_path = run_dir / "config.yaml"
     if not config_path.exists():
         raise FileNotFoundError(f"{run_dir} is not a FLUID run directory: config.yaml is missing")
-    params = RunConfig.load(config_path).to_dict()
-    columns = params.pop("columns")
-    params.update(columns)
-    reader = Classifier(**params)
+    config = RunConfig.load(config_path)
+    reader = Classifier.from_config(config)
     seed = reader.config.seed if seed is None else seed
     started = time.perf_counter()
 
@@ -93,7 +91,7 @@ def review_catalogue(run_dir: str | Path, data: Any, out: str | Path | None = No
     frame = frame.assign(image=_absolute_images(frame["image"], catalogue.image_root))
     label_ids = given.map({c: i for i, c in enumerate(classes)}).to_numpy()
 
-    proba = cross_fit_proba({k: v for k, v in params.items() if k not in columns}, frame, classes, folds=folds,
+    proba = cross_fit_proba(config.keywords(), frame, classes, folds=folds,
                             seed=seed, progress=progress)
     issues = find_label_issues(label_ids, proba)
     noise = class_noise_rates(label_ids, proba, classes)

@@ -96,11 +96,11 @@ def test_fit_blends_the_classifiers_on_validation_and_the_blend_survives_save_an
 
 
 def test_scoring_and_the_feature_cache_run_on_the_configured_device(fitted, product_frame, tmp_path, monkeypatch):
-    import fluid.api
+    import fluid.learners.deep
 
     frame, root = product_frame
     asked = []
-    monkeypatch.setattr(fluid.api, "resolve_device", lambda name: asked.append(name) or torch.device("cpu"))
+    monkeypatch.setattr(fluid.learners.deep, "resolve_device", lambda name: asked.append(name) or torch.device("cpu"))
     fitted.predict_proba(frame.head(5))
     assert asked == ["auto"]  # the default: the GPU when PyTorch sees one
     fitted.save(tmp_path / "saved")

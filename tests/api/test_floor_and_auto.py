@@ -85,17 +85,17 @@ def test_model_auto_keeps_the_best_on_validation_and_says_why(product_frame, tmp
 
 def test_model_auto_keeps_a_deep_candidate_that_beats_the_floor(product_frame, tmp_path, monkeypatch):
     """Force the floor to lose (its score is set below any model's) and check the deep model is written."""
-    import fluid.api as api
+    import fluid.learners.floor as floors
 
     frame, root = product_frame
-    real = api.Classifier._fit_floor
+    real = floors.fit_floor_beside
 
-    def losing_floor(self, *args, **kwargs):
-        record = real(self, *args, **kwargs)
+    def losing_floor(*args, **kwargs):
+        record = real(*args, **kwargs)
         record["validation"] = {**record["validation"], "accuracy": -1.0, "macro_f1": -1.0}
         return record
 
-    monkeypatch.setattr(api.Classifier, "_fit_floor", losing_floor)
+    monkeypatch.setattr(floors, "fit_floor_beside", losing_floor)
     clf = Classifier("auto", image_root=str(root), path=str(tmp_path / "run"), **COLUMNS, **{**TINY, "epochs": 1})
     clf.fit(frame, progress=False, verbose=False)
     assert clf.metrics_["selection"]["chosen"] == "fluid" and clf.config.model == "fluid"

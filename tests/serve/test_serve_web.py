@@ -92,7 +92,7 @@ def test_predict_top_k_experts_match_the_head_routing(run_dir):
     rows = [{"title": "blue shirt", "img": _png("blue")}, {"title": "green shirt", "img": None}]
     results = classifier.predict_top_k(rows, k=3)
     frame = classifier.read(rows, split="test", require_label=False).frame
-    routing = classifier._run(frame, None)["routing"]
+    routing = classifier.learner.score(frame, None).routing
     for result, weights in zip(results, routing):
         chosen = np.flatnonzero(weights > 0)
         assert sorted(e["expert"] for e in result["experts"]) == sorted(chosen.tolist())
