@@ -19,7 +19,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import sys
 import tempfile
 import time
 import warnings
@@ -34,13 +33,13 @@ from fluid.config import RunConfig
 from fluid.data import read_input, scorable_rows
 from fluid.learners import FitOptions, FloorWarning, RunDirectory, learner_class
 from fluid.learners import floor as floors
-from fluid.learners.predictions import evaluate_frame, top_k_results, write_predictions
+from fluid.learners.selection import fit_auto
+from fluid.learners.predictions import checked_drop, evaluate_frame, top_k_results, write_predictions
 from fluid.learners.training_data import prepare_training_data
 
 __all__ = ["Classifier", "FloorWarning", "FluidNotFittedError"]
 
 AUTO_MODEL = "auto"  # model="auto": train the candidates and the floor, keep the best on validation
-AUTO_CANDIDATES = ("fluid",)
 
 
 class FluidNotFittedError(NotFittedError):
@@ -88,16 +87,15 @@ class Classifier:
         return dict(self._params)
 
     def set_params(self, **params) -> "Classifier":
-        merged = {**self._params, **params}
-        self.config = RunConfig.from_keywords({k: v for k, v in merged.items() if k != "path"})
-        self._params = merged
+        self._params = {**self._params, **params}
+        self.config = self._config()
         return self
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self._params.items() if v is not None)
         return f"Classifier({shown})"
 
-    def _config(self) -> RunConfig:
+    def _config(self) -> RunConfig:  # the user's settings; the recipe fills the rest at fit
         return RunConfig.from_keywords({k: v for k, v in self._params.items() if k != "path"})
 
     @property
@@ -109,9 +107,7 @@ class Classifier:
     def classes_(self) -> list[str] | None:
         return self.learner.classes if self.learner is not None else None
 
-    @property
-    def is_fitted(self) -> bool:
-        return self.learner is not None
+    is_fitted = property(lambda self: self.learner is not None)
 
     def check_fitted(self) -> None:
         if not self.is_fitted:
@@ -150,16 +146,9 @@ class Classifier:
             return self._fit_auto(train, val, options)
         if resume:
             run.check_resumable()
-        self.config = self._config()  # the user's settings; the recipe fills the rest
-        self.config, self.recipe_, data, bad_rows = prepare_training_data(self.read, train, val, self.config, run,
-                                                                          verbose=verbose)
-        classes = (run.classes() if resume and run.has_labels() else
-                   sorted({str(x) for x in data.train["label"].dropna()}, key=_label_key))
-        if len(classes) < 2:
-            raise ValueError(f"training needs at least 2 classes; the training data has {classes}")
-        import lightning.pytorch as pl
-
-        pl.seed_everything(self.config.seed, workers=True, verbose=False)
+        self.config = self._config()
+        self.config, self.recipe_, data, classes, bad_rows = prepare_training_data(
+            self.read, train, val, self.config, run, resume=resume, verbose=verbose)
         kind = learner_class(self.config.model)
         self.learner = kind.for_training(self.config, classes, data, run, resume=resume)
         run.write_config(self.config, classes)
@@ -170,12 +159,8 @@ class Classifier:
             return self  # under DDP only the first process evaluates and writes the run directory
         if outcome.unreadable_images:
             run.write_bad_rows({**bad_rows, "unreadable_images": outcome.unreadable_images})
-        self.metrics_ = {
-            "validation": evaluate_frame(self.learner, data.val, data.val_root), "best_epoch": outcome.best_epoch,
-            "blend": outcome.blend, "epochs_run": outcome.epochs_run,
-            "n_unreadable_image": {stage: v["count"] for stage, v in outcome.unreadable_images.items()},
-            "train_seconds": time.perf_counter() - started, "stopped_by_time_limit": outcome.stopped_by_time,
-            "train_label_counts": data.train["label"].astype(str).value_counts().to_dict()}
+        self.metrics_ = outcome.metrics(evaluate_frame(self.learner, data.val, data.val_root),
+                                        time.perf_counter() - started, data.train["label"])
         if self.config.floor and kind.has_floor:
             self.metrics_["floor"] = floors.fit_floor_beside(self.config, classes, self.learner.reads, data, run,
                                                              self.metrics_["validation"], verbose=verbose)
@@ -184,34 +169,9 @@ class Classifier:
         return self
 
     def _fit_auto(self, train, val, options: FitOptions) -> "Classifier":
-        """``model="auto"``: trains each head of ``candidates`` (default: fluid) in ``candidates/<name>/``, the
-        first one with the classical floor, and keeps the best on validation (ties: the earlier candidate, the
-        floor last). The run directory then holds the kept model; ``metrics_["selection"]`` says which and why."""
-        run = RunDirectory(self.run_dir)
-        names = list(self.config.candidates or AUTO_CANDIDATES)
-        fitted: dict[str, Classifier] = {}
-        for position, name in enumerate(names):
-            params = {**self._params, "model": name, "candidates": None, "floor": position == 0,
-                      "path": str(run.candidate(name).path), "head": _head_keys_of(name, self.config.head)}
-            candidate = Classifier(**params).fit(train, val, **dataclasses.asdict(options))
-            if candidate.metrics_ is None:
-                return self  # a secondary process of a multi-device (DDP) run
-            fitted[name] = candidate
-        first = fitted[names[0]]
-        key = floors.compared_metric(first.config.monitor)
-        scores = {name: float(c.metrics_["validation"][key]) for name, c in fitted.items()}
-        scores[first.metrics_["floor"]["model"]] = float(first.metrics_["floor"]["validation"][key])
-        selection = floors.select(scores, key)
-        if selection["chosen"] in fitted:
-            fitted[selection["chosen"]].save(run.path)
-        else:
-            floors.adopt_floor(RunDirectory(first.run_dir), first.config, first.classes_, first.metrics_, run)
-        kept = Classifier.load(run.path, device=self.config.device)
-        kept.metrics_ = {**kept.metrics_, "selection": selection}
-        run.write_metrics(kept.metrics_)
-        self.learner, self.metrics_, self.config, self.recipe_ = kept.learner, kept.metrics_, kept.config, first.recipe_
-        if options.verbose:
-            print(f"model auto: kept {selection['reason']}", file=sys.stderr, flush=True)
+        kept = fit_auto(Classifier, self._params, self.config, RunDirectory(self.run_dir), train, val, options)
+        if kept is not None:
+            self.learner, self.metrics_, self.config, self.recipe_ = kept.learner, kept.metrics_, kept.config, kept.recipe_
         return self
 
     # ----------------------------------------------------------------- inference
@@ -225,7 +185,7 @@ class Classifier:
     def predict_proba(self, data, *, drop_modality: str | None = None, progress: bool = False) -> pd.DataFrame:
         """Class probabilities: one column per class, rows aligned with the input (NaN rows for items with
         neither text nor image)."""
-        catalogue, ok, scores = self._scored(data, drop_modality=_checked(drop_modality), progress=progress)
+        catalogue, ok, scores = self._scored(data, drop_modality=checked_drop(drop_modality), progress=progress)
         frame = catalogue.frame
         result = pd.DataFrame(np.nan, index=frame.index, columns=self.classes_)
         result.loc[frame.index[ok], :] = scores.proba
@@ -243,26 +203,20 @@ class Classifier:
         return labels
 
     def predict_top_k(self, data, k: int = 5) -> list[dict]:
-        """Per item: ``{"labels": [{"label", "probability"}...k], "gate": [l floats] | None,
-        "gate_mean": float | None, "experts": [{"expert", "weight"}...] | None, "missing": ["image"|"text"...]}``
-        — what ``fluid predict`` and the server return. An image that could not be decoded counts as missing and
-        ``"image_problem"`` says why. ``experts`` are the MoE experts the item was routed to (at most the
-        head's top_k, weights renormalised to sum to 1, largest first). Items with neither modality get
-        ``"labels": []`` and ``"error"``."""
+        """Per item, what ``fluid predict`` and the server return: ``{"labels": [{"label", "probability"}...k],
+        "gate", "gate_mean", "experts" (the MoE experts it was routed to, weights summing to 1), "missing",
+        "image_problem" (why its image could not be decoded), "error" (no text and no image)}``; see
+        :func:`fluid.learners.predictions.top_k_results`."""
         catalogue, ok, scores = self._scored(data)
         return top_k_results(catalogue.frame, ok, scores, self.classes_, k, self.learner.chosen_experts)
 
     def predict_to_file(self, data, out: str | Path, *, top_k: int = 5, chunk_size: int = 2048,
                         progress: bool = True) -> dict:
-        """Scores a whole catalogue chunk by chunk and writes one row per item to ``out`` (.csv or .parquet):
-        ``id, label_1, probability_1, … label_k, probability_k, gate_mean, missing, image_problem, error``, in
-        the catalogue's order; the file appears only when complete. Returns ``{"n_items", "n_scored",
-        "n_unscorable", "n_unreadable_images", "n_dropped_by_reader", "bad_rows", "path"}`` (rows the reader
-        could not use at all are counted in ``n_dropped_by_reader`` and described in ``bad_rows``)."""
+        """Scores a whole catalogue chunk by chunk into one row per item of ``out`` (.csv or .parquet), written
+        only when complete; returns the counts (:func:`fluid.learners.predictions.write_predictions`)."""
         self.check_fitted()
-        catalogue = self.read(data, split="test", require_label=False)
-        return write_predictions(self.learner, catalogue, Path(out), top_k=top_k, chunk_size=chunk_size,
-                                 progress=progress)
+        return write_predictions(self.learner, self.read(data, split="test"), Path(out), top_k=top_k,
+                                 chunk_size=chunk_size, progress=progress)
 
     def embed(self, data, *, progress: bool = False) -> np.ndarray:
         """The fused representation right before the classifier: N x E (NaN rows for unscorable items)."""
@@ -289,7 +243,7 @@ class Classifier:
             raise ValueError(f"nothing to evaluate in {catalogue.source}: no row has a label and a usable text or "
                              f"image ({catalogue.report})")
         metrics = evaluate_frame(self.learner, catalogue.frame, catalogue.image_root,
-                                 drop_modality=_checked(drop_modality), progress=progress,
+                                 drop_modality=checked_drop(drop_modality), progress=progress,
                                  n_skipped=catalogue.report.dropped_rows, corruption=corruption)
         metrics["bad_rows"] = catalogue.report.to_dict()
         if metrics["n_items"] and metrics["n_unknown_label"] == metrics["n_items"]:
@@ -335,13 +289,7 @@ class Classifier:
         """Hugging Face Hub convention: save to ``directory`` and optionally upload it to ``repo_id``."""
         directory = self.save(directory)
         if push_to_hub:
-            from huggingface_hub import HfApi
-
-            if not repo_id:
-                raise ValueError("push_to_hub=True needs repo_id='org/name'")
-            api = HfApi()
-            api.create_repo(repo_id, exist_ok=True, **{k: v for k, v in hub_kwargs.items() if k == "private"})
-            api.upload_folder(folder_path=str(directory), repo_id=repo_id)
+            RunDirectory(directory).push_to_hub(repo_id, private=hub_kwargs.get("private"))
         return directory
 
     @classmethod
@@ -349,26 +297,4 @@ class Classifier:
         """Loads a local run directory, or downloads ``org/name`` from the Hugging Face Hub and loads it."""
         if Path(name_or_path).is_dir():
             return cls.load(name_or_path)
-        from huggingface_hub import snapshot_download
-
-        return cls.load(snapshot_download(repo_id=str(name_or_path), revision=revision, **hub_kwargs))
-
-
-def _checked(drop_modality: str | None) -> str | None:
-    if drop_modality not in (None, "image", "text"):
-        raise ValueError(f"drop_modality must be None, 'image' or 'text', got {drop_modality!r}")
-    return drop_modality
-
-
-def _label_key(label: str):
-    from fluid.data import label_sort_key
-
-    return label_sort_key(label)
-
-
-def _head_keys_of(model: str, head: dict) -> dict:
-    """The entries of a ``head`` mapping that ``model``'s head config has (model="auto" shares one mapping)."""
-    from fluid.model import head_config
-
-    known = {f.name for f in dataclasses.fields(head_config(model))}
-    return {k: v for k, v in head.items() if k in known}
+        return cls.load(RunDirectory.download(str(name_or_path), revision=revision, **hub_kwargs).path)

@@ -42,6 +42,15 @@ class TrainOutcome:
     unreadable_images: dict[str, dict] = field(default_factory=dict)
     blend: dict | None = None  # the validation-fitted blend (heads that blend), see fluid.training.blend
 
+    def metrics(self, validation: dict, seconds: float, train_labels: pd.Series) -> dict:
+        """The run's metrics.json: ``validation`` metrics, the epochs, the blend, unreadable images, time and the
+        training label counts."""
+        return {"validation": validation, "best_epoch": self.best_epoch, "blend": self.blend,
+                "epochs_run": self.epochs_run,
+                "n_unreadable_image": {stage: v["count"] for stage, v in self.unreadable_images.items()},
+                "train_seconds": seconds, "stopped_by_time_limit": self.stopped_by_time,
+                "train_label_counts": train_labels.astype(str).value_counts().to_dict()}
+
 
 @dataclass(frozen=True)
 class FitOptions:

@@ -83,8 +83,11 @@ class DeepLearner:
     @classmethod
     def for_training(cls, config: RunConfig, classes: list[str], data: TrainingData, run: RunDirectory, *,
                      resume: bool) -> "DeepLearner":
-        """:meth:`build` with the training texts as the corpus of a tokenizer trained on them; a resumed run
-        reads the encoders it saved."""
+        """:meth:`build`, seeded with the run's seed, with the training texts as the corpus of a tokenizer
+        trained on them; a resumed run reads the encoders it saved."""
+        import lightning.pytorch as pl
+
+        pl.seed_everything(config.seed, workers=True, verbose=False)
         return cls.build(config, classes, corpus=ColumnCells(data.train["text"], "text"),
                          encoder_dir=run.encoders if resume else None)
 

@@ -15,11 +15,21 @@ from fluid.learners.scores import Scores
 TEXT_COLUMNS = ("id", "missing", "image_problem", "error")
 
 
+def checked_drop(drop_modality: str | None) -> str | None:
+    """``drop_modality`` if it is None, "image" or "text"; else a ValueError naming the choices."""
+    if drop_modality not in (None, "image", "text"):
+        raise ValueError(f"drop_modality must be None, 'image' or 'text', got {drop_modality!r}")
+    return drop_modality
+
+
 def top_k_results(frame: pd.DataFrame, ok: np.ndarray, scores: Scores, classes: list[str], k: int,
                   chosen_experts: Callable[[np.ndarray], list[dict]]) -> list[dict]:
-    """One result per row of ``frame`` (``ok``: the rows that were scored, in order, into ``scores``); see
-    :meth:`fluid.Classifier.predict_top_k`. An image that failed to decode is missing: ``missing`` names it and
-    ``image_problem`` says why; with no text either, the item gets no labels and an ``error``."""
+    """One result per row of ``frame`` (``ok``: the rows that were scored, in order, into ``scores``):
+    ``{"labels": [{"label", "probability"}...k], "gate": [l floats] | None, "gate_mean": float | None,
+    "experts": [{"expert", "weight"}...] | None, "missing": ["image"|"text"...]}``. ``experts`` are the MoE
+    experts the item was routed to (at most the head's top_k, weights renormalised to sum to 1, largest first).
+    An image that failed to decode is missing: ``missing`` names it and ``image_problem`` says why; an item with
+    neither modality gets ``"labels": []`` and an ``error``."""
     positions = np.flatnonzero(ok)
     unreadable = {int(positions[p]): reason for p, reason in scores.unreadable.items()}
     results, scored = [], 0
@@ -145,8 +155,11 @@ class TableWriter:
 
 def write_predictions(learner, catalogue, out: Path, *, top_k: int, chunk_size: int, progress: bool) -> dict:
     """Scores ``catalogue`` chunk by chunk with ``learner`` and writes one :func:`top_k_table` row per item to
-    ``out`` (.csv or .parquet), in the catalogue's order; the file appears only when complete. Returns the
-    counts of :meth:`fluid.Classifier.predict_to_file`."""
+    ``out`` (.csv or .parquet): ``id, label_1, probability_1, … label_k, probability_k, gate_mean, missing,
+    image_problem, error``, in the catalogue's order; the file appears only when complete (written to a temporary
+    name, then renamed). Returns ``{"n_items", "n_scored", "n_unscorable", "n_unreadable_images",
+    "n_dropped_by_reader", "bad_rows", "path"}``: rows the reader could not use at all are counted in
+    ``n_dropped_by_reader`` and described in ``bad_rows``."""
     from rich.progress import Progress
 
     from fluid.atomic import atomic_path

@@ -141,3 +141,21 @@ class RunDirectory:
 
     def same_as(self, other: "RunDirectory") -> bool:
         return self.path.resolve() == other.path.resolve()
+
+    # ------------------------------------------------------------------------------------------ the Hub
+    def push_to_hub(self, repo_id: str | None, *, private: bool | None = None) -> None:
+        """Uploads the run directory to the Hugging Face Hub repository ``repo_id`` (created if missing)."""
+        from huggingface_hub import HfApi
+
+        if not repo_id:
+            raise ValueError("push_to_hub=True needs repo_id='org/name'")
+        api = HfApi()
+        api.create_repo(repo_id, exist_ok=True, **({"private": private} if private is not None else {}))
+        api.upload_folder(folder_path=str(self.path), repo_id=repo_id)
+
+    @classmethod
+    def download(cls, repo_id: str, *, revision: str | None = None, **hub_kwargs) -> "RunDirectory":
+        """The run directory of Hub repository ``repo_id``, downloaded (or found in the Hub cache)."""
+        from huggingface_hub import snapshot_download
+
+        return cls(Path(snapshot_download(repo_id=repo_id, revision=revision, **hub_kwargs)))

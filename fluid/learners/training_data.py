@@ -6,16 +6,19 @@ import sys
 from collections.abc import Callable
 
 from fluid.config import RunConfig
+from fluid.data import label_sort_key
 from fluid.learners.base import TrainingData
 from fluid.learners.run_directory import RunDirectory
 
 
-def prepare_training_data(read: Callable, train, val, config: RunConfig, run: RunDirectory, *, verbose: bool):
+def prepare_training_data(read: Callable, train, val, config: RunConfig, run: RunDirectory, *, resume: bool = False,
+                          verbose: bool = True):
     """Reads ``train`` (and ``val``) with ``read(data, split=, require_label=True)``, resolves ``config`` with
     its recipe for these training labels, carves a stratified validation split where ``val`` is None, keeps
-    large frames memory-mapped, and writes recipe.json, split.csv and bad_rows.json to ``run``.
+    large frames memory-mapped, and writes recipe.json, split.csv and bad_rows.json to ``run``. The classes are
+    the training labels in their natural order (a resumed run keeps the ones in its labels.json).
 
-    Returns ``(resolved config, Recipe, TrainingData, bad-row record)``."""
+    Returns ``(resolved config, Recipe, TrainingData, classes, bad-row record)``."""
     from fluid.learners import learner_class
     from fluid.training.recipe import CatalogueStats, resolve
 
@@ -45,4 +48,8 @@ def prepare_training_data(read: Callable, train, val, config: RunConfig, run: Ru
         train_frame, val_frame = memory_map_strings(train_frame), memory_map_strings(val_frame)
         release_arrow_memory()
     run.write_bad_rows(bad_rows)
-    return config, recipe, TrainingData(train_frame, train_cat.image_root, val_frame, val_root), bad_rows
+    classes = (run.classes() if resume and run.has_labels() else
+               sorted({str(x) for x in train_frame["label"].dropna()}, key=label_sort_key))
+    if len(classes) < 2:
+        raise ValueError(f"training needs at least 2 classes; the training data has {classes}")
+    return config, recipe, TrainingData(train_frame, train_cat.image_root, val_frame, val_root), classes, bad_rows
