@@ -1,13 +1,9 @@
-"""``fluid.Classifier``: the one front for training, evaluation and prediction.
-
-A thin front over a learner (:mod:`fluid.learners`): a deep network or a classical baseline, chosen by the
-model's name at ``fit`` / ``load`` and then only talked to through the learner contract. The CLI, the HTTP
-server and the experiment runner are thin layers over this class, so the same seed gives the same numbers
-everywhere.
+"""``fluid.Classifier``: the one front for training, evaluation and prediction, a thin layer over a learner
+(:mod:`fluid.learners`: a deep network or a classical baseline, chosen by the model's name and then talked to
+through the learner contract only). The CLI, the HTTP server and the experiment runner are thin layers over it.
 
 Example::
 
-    from fluid import Classifier
     clf = Classifier("fluid", text_encoder="tiny", image_encoder="tiny",
                      label="category", text=["name", "description"], image="image_path")
     clf.fit(train_df, epochs=5)
@@ -34,7 +30,7 @@ from fluid.data import read_input, scorable_rows
 from fluid.learners import FitOptions, FloorWarning, RunDirectory, learner_class
 from fluid.learners import floor as floors
 from fluid.learners.selection import fit_auto
-from fluid.learners.predictions import checked_drop, evaluate_frame, top_k_results, write_predictions
+from fluid.learners.predictions import checked_drop, evaluate_frame, score_items, top_k_results, write_predictions
 from fluid.learners.training_data import prepare_training_data
 
 __all__ = ["Classifier", "FloorWarning", "FluidNotFittedError"]
@@ -103,9 +99,7 @@ class Classifier:
         """The fitted model: a ``MultimodalNetwork`` (deep heads) or a ``ClassicalModel``; None before fit."""
         return self.learner.model if self.learner is not None else None
 
-    @property
-    def classes_(self) -> list[str] | None:
-        return self.learner.classes if self.learner is not None else None
+    classes_ = property(lambda self: self.learner.classes if self.learner is not None else None)
 
     is_fitted = property(lambda self: self.learner is not None)
 
@@ -210,6 +204,14 @@ class Classifier:
         catalogue, ok, scores = self._scored(data)
         return top_k_results(catalogue.frame, ok, scores, self.classes_, k, self.learner.chosen_experts)
 
+    def predict_items(self, items: list[dict], k: int = 5) -> list[dict]:
+        """:meth:`predict_top_k` for a few products given as ``{"text": str | None, "image": PIL image | bytes |
+        None}``, scored in one forward pass without the catalogue reader (a server request); see
+        :func:`fluid.learners.predictions.score_items`."""
+        self.check_fitted()
+        frame, ok, scores = score_items(self.learner, items)
+        return top_k_results(frame, ok, scores, self.classes_, k, self.learner.chosen_experts)
+
     def predict_to_file(self, data, out: str | Path, *, top_k: int = 5, chunk_size: int = 2048,
                         progress: bool = True) -> dict:
         """Scores a whole catalogue chunk by chunk into one row per item of ``out`` (.csv or .parquet), written
@@ -274,11 +276,8 @@ class Classifier:
     def load(cls, directory: str | Path, *, device: str | None = None) -> "Classifier":
         """Reads a run directory written by ``fit`` or ``save`` (safetensors/JSON/YAML only). ``device``: where to
         score items ("auto", "cpu", "cuda", "cuda:N", "mps"); None = the run's ``config.device``."""
-        run = RunDirectory(directory)
-        run.check_complete()
-        config = run.config()
-        if device is not None:
-            config = dataclasses.replace(config, device=device)
+        run = RunDirectory(directory).check_complete()
+        config = run.config() if device is None else dataclasses.replace(run.config(), device=device)
         self = cls.from_config(config, path=run.path)
         self.learner = learner_class(config.model).load(run, config, run.classes())
         self.metrics_ = run.metrics()
@@ -295,6 +294,4 @@ class Classifier:
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None, **hub_kwargs) -> "Classifier":
         """Loads a local run directory, or downloads ``org/name`` from the Hugging Face Hub and loads it."""
-        if Path(name_or_path).is_dir():
-            return cls.load(name_or_path)
-        return cls.load(RunDirectory.download(str(name_or_path), revision=revision, **hub_kwargs).path)
+        return cls.load(name_or_path) if Path(name_or_path).is_dir() else cls.load(RunDirectory.download(str(name_or_path), revision=revision, **hub_kwargs).path)

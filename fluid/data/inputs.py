@@ -7,11 +7,38 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from PIL import Image
 
 from fluid.config import Columns
+from fluid.data import images
+from fluid.data.images import load_image
 from fluid.data.glami import find_glami
 from fluid.data.readers import Catalogue, read_catalogue
 from fluid.data.report import DEFAULT_POLICY
+from fluid.data.schema import MAX_TEXT_CHARS
+
+def canonical_text(value: Any) -> str | None:
+    """One text cell as the catalogue readers leave it: whitespace trimmed (Unicode), empty -> None, cut to
+    :data:`~fluid.data.schema.MAX_TEXT_CHARS` characters; anything but a string or None is a TypeError."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"a text must be a string or None, got {type(value).__name__}")
+    trimmed = pc.utf8_trim_whitespace(pa.array([value], type=pa.large_string()))[0].as_py()
+    return trimmed[:MAX_TEXT_CHARS] if trimmed else None
+
+
+def decoded_image(cell: Any, image_root=None) -> Image.Image | None:
+    """One image cell decoded as the readers' dataset decodes it (:func:`~fluid.data.images.load_image`): None
+    for a missing cell; an RGB image already within the decoding limits is used as it is (no second decode)."""
+    if cell is None or (isinstance(cell, (str, bytes)) and not cell):
+        return None
+    if isinstance(cell, Image.Image) and cell.mode == "RGB" and max(cell.size) <= images.MAX_DECODED_SIDE:
+        return cell
+    return load_image(cell, image_root)
+
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 ACCEPTED_DATA = ("a pandas DataFrame", "a path to a .csv/.tsv/.parquet/.jsonl catalogue",

@@ -85,6 +85,10 @@ class Learner(Protocol):
               want_embedding: bool = False, corruption=None, progress: bool = False) -> Scores:
         """Scores every row of a canonical frame (rows must have a text or an image)."""
 
+    def score_items(self, texts: list, images: list) -> Scores:
+        """Scores a few raw items at once without a catalogue (canonical texts and decoded images, None where
+        missing): the path of a single request."""
+
     def chosen_experts(self, routing: np.ndarray) -> list[dict]:
         """One item's E routing weights -> its chosen experts, largest weight first, weights summing to 1."""
 

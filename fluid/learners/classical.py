@@ -64,6 +64,11 @@ class ClassicalLearner:
                                                corruption=corruption)
         return Scores(proba=proba, labels=self.classical.label_indices(frame), unreadable=unreadable)
 
+    def score_items(self, texts: list, images: list) -> Scores:
+        """Scores a few raw items (canonical texts, decoded images, None where missing)."""
+        frame = pd.DataFrame({"id": [str(i) for i in range(len(texts))], "text": texts, "image": images})
+        return self.score(frame, None)
+
     def chosen_experts(self, routing: np.ndarray) -> list[dict]:
         raise ValueError(f"{self.classical.name} has no experts")
 

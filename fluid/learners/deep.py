@@ -171,42 +171,39 @@ class DeepLearner:
     @torch.no_grad()
     def score(self, frame: pd.DataFrame, image_root, *, drop_modality: str | None = None,
               want_embedding: bool = False, corruption=None, progress: bool = False) -> Scores:
-        from lightning.fabric.utilities.apply_func import move_data_to_device
         from rich.progress import Progress
 
-        device = resolve_device(self.config.device)
-        self.network.to(device).eval()
+        device = self._ready()
         loader = self.loader(frame, image_root, shuffle=False, drop_modality=drop_modality, corruption=corruption)
-        probas, labels, embeddings, gates, loads, routings = [], [], [], [], [], []
-        unreadable: dict[int, str] = {}
+        outputs = _Outputs(want_embedding)
         with Progress(transient=True, disable=not progress) as bar:
             task = bar.add_task("scoring", total=len(frame))
             for batch in loader:
-                output = self.network(move_data_to_device(batch, device), aux_losses=False)
-                probas.append(_host(torch.softmax(output.logits.float(), dim=-1)))
-                labels.append(batch["label"].numpy())
-                if want_embedding:
-                    embeddings.append(_host(output.embedding))
-                if output.gate is not None:
-                    gates.append(_host(output.gate))
-                if output.expert_load is not None:
-                    loads.append(_host(output.expert_load) * len(batch["label"]))
-                if output.routing is not None:
-                    routings.append(_host(output.routing))
-                for position, problems in zip(batch["index"].tolist(), batch.get("problems", [])):
-                    reason = unreadable_image_reason(problems)
-                    if reason is not None:
-                        unreadable[position] = reason
+                outputs.add(self._forward(batch, device), batch)
                 bar.advance(task, len(batch["label"]))
-        return Scores(
-            proba=np.concatenate(probas) if probas else np.zeros((0, len(self.classes))),
-            labels=np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64),
-            embedding=np.concatenate(embeddings) if embeddings else None,
-            gate=np.concatenate(gates) if gates else None,
-            expert_load=(np.sum(loads, axis=0) / max(len(frame), 1)) if loads else None,
-            routing=np.concatenate(routings) if routings else None,
-            unreadable=unreadable,
-        )
+        return outputs.scores(len(self.classes))
+
+    @torch.no_grad()
+    def score_items(self, texts: list, images: list) -> Scores:
+        """Scores a few raw items in one forward pass, without a catalogue or a DataLoader (a server request):
+        ``texts`` canonical (:func:`fluid.data.inputs.canonical_text`), ``images`` decoded RGB images, None where
+        missing; at least one of the two per item."""
+        from fluid.training.network import Collator
+
+        batch = Collator.for_network(self.network).collate_items(texts, images)
+        outputs = _Outputs(False)
+        outputs.add(self._forward(batch, self._ready()), batch)
+        return outputs.scores(len(self.classes))
+
+    def _ready(self) -> torch.device:
+        device = resolve_device(self.config.device)
+        self.network.to(device).eval()
+        return device
+
+    def _forward(self, batch: dict, device: torch.device):
+        from lightning.fabric.utilities.apply_func import move_data_to_device
+
+        return self.network(move_data_to_device(batch, device), aux_losses=False)
 
     def chosen_experts(self, routing: np.ndarray) -> list[dict]:
         top_k = self.network.head.config.top_k  # routing comes only from heads that declare experts
@@ -256,6 +253,44 @@ class DeepLearner:
         if missing or unexpected:
             raise ValueError(f"{path} does not match the model in its run directory: missing {missing[:5]}, "
                              f"unexpected {list(unexpected)[:5]}")
+
+
+class _Outputs:
+    """Batches of head outputs gathered into one :class:`Scores`."""
+
+    def __init__(self, want_embedding: bool) -> None:
+        self.want_embedding = want_embedding
+        self.probas, self.labels, self.embeddings, self.gates, self.loads, self.routings = [], [], [], [], [], []
+        self.unreadable: dict[int, str] = {}
+        self.n = 0
+
+    def add(self, output, batch: dict) -> None:
+        self.probas.append(_host(torch.softmax(output.logits.float(), dim=-1)))
+        self.labels.append(batch["label"].numpy())
+        if self.want_embedding:
+            self.embeddings.append(_host(output.embedding))
+        if output.gate is not None:
+            self.gates.append(_host(output.gate))
+        if output.expert_load is not None:
+            self.loads.append(_host(output.expert_load) * len(batch["label"]))
+        if output.routing is not None:
+            self.routings.append(_host(output.routing))
+        for position, problems in zip(batch["index"].tolist(), batch.get("problems", [])):
+            reason = unreadable_image_reason(problems)
+            if reason is not None:
+                self.unreadable[position] = reason
+        self.n += len(batch["label"])
+
+    def scores(self, n_classes: int) -> Scores:
+        return Scores(
+            proba=np.concatenate(self.probas) if self.probas else np.zeros((0, n_classes)),
+            labels=np.concatenate(self.labels) if self.labels else np.zeros(0, dtype=np.int64),
+            embedding=np.concatenate(self.embeddings) if self.embeddings else None,
+            gate=np.concatenate(self.gates) if self.gates else None,
+            expert_load=(np.sum(self.loads, axis=0) / max(self.n, 1)) if self.loads else None,
+            routing=np.concatenate(self.routings) if self.routings else None,
+            unreadable=self.unreadable,
+        )
 
 
 def _host(values: torch.Tensor) -> np.ndarray:

@@ -22,6 +22,33 @@ def checked_drop(drop_modality: str | None) -> str | None:
     return drop_modality
 
 
+def score_items(learner, items: list[dict]) -> tuple[pd.DataFrame, np.ndarray, Scores]:
+    """Scores a few products ``{"text": str | None, "image": PIL image | bytes | None}`` in one forward pass,
+    without the catalogue reader: each text normalised and each image decoded as the reader does
+    (:func:`fluid.data.inputs.canonical_text`, :func:`~fluid.data.inputs.decoded_image`; an RGB image already
+    decoded within the limits is not decoded again). Returns ``(frame, ok, scores)`` for :func:`top_k_results`:
+    an image that cannot be decoded is scored as missing and reported in ``scores.unreadable``."""
+    from fluid.data import BadImageError
+    from fluid.data.inputs import canonical_text, decoded_image
+
+    texts, cells, images, problems = [], [], [], {}
+    for position, item in enumerate(items):
+        texts.append(canonical_text(item.get("text")))
+        cell = item.get("image")
+        cells.append(None if cell is None or (isinstance(cell, (str, bytes)) and not cell) else cell)
+        try:
+            images.append(decoded_image(cells[-1]))
+        except BadImageError as error:
+            images.append(None)
+            problems[position] = str(error)
+    frame = pd.DataFrame({"text": texts, "image": cells})
+    ok = scorable_rows(frame).to_numpy()
+    scored = np.flatnonzero(ok)
+    scores = learner.score_items([texts[i] for i in scored], [images[i] for i in scored])
+    scores.unreadable.update({rank: problems[i] for rank, i in enumerate(scored) if i in problems})
+    return frame, ok, scores
+
+
 def top_k_results(frame: pd.DataFrame, ok: np.ndarray, scores: Scores, classes: list[str], k: int,
                   chosen_experts: Callable[[np.ndarray], list[dict]]) -> list[dict]:
     """One result per row of ``frame`` (``ok``: the rows that were scored, in order, into ``scores``):

@@ -88,12 +88,13 @@ class RunDirectory:
             raise FileNotFoundError(f"resume=True but {self.last_checkpoint} does not exist: there is no "
                                     "interrupted run in this directory to continue")
 
-    def check_complete(self) -> None:
-        """Raises FileNotFoundError naming what is missing unless a model can be loaded from here."""
+    def check_complete(self) -> "RunDirectory":
+        """Itself; FileNotFoundError naming what is missing unless a model can be loaded from here."""
         for name in (CONFIG_FILE, LABELS_FILE, WEIGHTS_FILE):
             if not (self.path / name).exists():
                 raise FileNotFoundError(f"{self.path} is not a FLUID run directory: {name} is missing "
                                         f"(expected {CONFIG_FILE}, {LABELS_FILE}, {WEIGHTS_FILE})")
+        return self
 
     # ------------------------------------------------------------------------------------------ reading
     def config(self) -> RunConfig:

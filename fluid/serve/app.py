@@ -1,8 +1,9 @@
-"""The HTTP prediction server: a thin FastAPI layer over :meth:`fluid.Classifier.predict_top_k`.
+"""The HTTP prediction server: a thin FastAPI layer over :meth:`fluid.Classifier.predict_items` (one forward
+pass per request or micro-batch, without the catalogue reader; the same results as ``predict_top_k``).
 
 * The model is loaded once, when the app is created (``Classifier.load``, read-only).
 * Micro-batching (:mod:`fluid.serve.batching`): concurrent ``/predict`` requests are queued and gathered into
-  one ``predict_top_k`` call (up to ``micro_batch`` items, waiting at most ``max_wait_ms`` for company); one
+  one ``predict_items`` call (up to ``micro_batch`` items, waiting at most ``max_wait_ms`` for company); one
   PyTorch forward pass at a time runs (torch already uses all cores inside one call), guarded by a
   ``threading.Lock`` that ``/predict/batch`` (already a batch) shares.
 * Bad input is answered with JSON ``{"detail": ...}`` and 400/413/415/422, never 500: bodies are read strictly
@@ -226,9 +227,6 @@ def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_uploa
         raise ValueError("max_upload_mb must be > 0, max_batch >= 1, micro_batch >= 1, max_wait_ms >= 0 and "
                          "max_image_pixels >= 1")
     max_bytes = int(max_upload_mb * 1024 * 1024)
-    columns = classifier.config.columns
-    text_column = columns.text[0]
-    image_column = columns.image or "image"
     n_classes = len(classifier.classes_)
     lock = threading.Lock()
     decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
@@ -258,7 +256,7 @@ def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_uploa
 
     def predict_rows(rows: list[dict], top_k: int) -> list[dict]:
         with lock:  # one inference at a time (CPU torch); see the module docstring
-            return classifier.predict_top_k(rows, k=top_k)
+            return classifier.predict_items(rows, k=top_k)
 
     def predict_requests(requests: list[tuple[dict, int]]) -> list[dict]:
         """One model call for several ``(row, top_k)`` requests: the largest k, then each cut to its own k
@@ -327,7 +325,7 @@ def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_uploa
             except BadImageError as error:
                 raise HTTPException(400, image_problem(error)) from None
             del data  # the model gets the decoded (downscaled) image, not the bytes to decode again
-        result = await batcher.submit(({text_column: text, image_column: decoded}, top_k))
+        result = await batcher.submit(({"text": text, "image": decoded}, top_k))
         if result.get("error"):  # cannot happen after the checks above; never a 500 for input
             raise HTTPException(400, result["error"])
         return result
@@ -364,11 +362,10 @@ def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_uploa
             if image is None and text is None:
                 results[position] = {"error": "give text, image_base64, or both"}
                 continue
-            rows.append({text_column: text, image_column: image})
+            rows.append({"text": text, "image": image})
             positions.append(position)
         if rows:
-            held = sum(4 * row[image_column].size[0] * row[image_column].size[1] for row in rows
-                       if row[image_column] is not None)
+            held = sum(4 * row["image"].size[0] * row["image"].size[1] for row in rows if row["image"] is not None)
             predictions = predict_rows(rows, top_k)
             del rows  # the decoded images
             for position, result in zip(positions, predictions):

@@ -53,6 +53,11 @@ class Collator:
             out = out._replace(mask=torch.zeros_like(out.mask))
         return out
 
+    def collate_items(self, texts: list, images: list) -> dict:
+        """One batch of raw items, without a dataset: ``texts`` (str or None) and ``images`` (decoded PIL images
+        or None), as :meth:`__call__` collates them (labels unknown: -1)."""
+        return self([{"text": t, "image": im, "label": -1, "index": i} for i, (t, im) in enumerate(zip(texts, images))])
+
     def __call__(self, samples: list[dict]) -> dict:
         texts = [None if self.drop_modality == "text" else s["text"] for s in samples]
         images = [None if self.drop_modality == "image" else s["image"] for s in samples]

@@ -103,3 +103,42 @@ def test_the_front_asks_no_model_what_kind_it_is():
                         "ClassicalLearner"}
     assert len(source.splitlines()) <= 300
     assert not any("_is_classical" in path.read_text(encoding="utf-8") for path in FLUID.rglob("*.py"))
+
+
+@pytest.mark.parametrize("model", ["fluid", "tfidf-image-logreg"])
+def test_predict_items_skips_the_reader_and_agrees_with_predict_top_k(model, product_frame, tmp_path, monkeypatch):
+    """The single-request path (no DataFrame reader, no DataLoader, an image decoded once) gives what the
+    catalogue path gives, missing and unreadable images included."""
+    import io
+
+    import fluid.api
+    from PIL import Image
+
+    frame, root = product_frame
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = Classifier(model, image_root=str(root), path=str(tmp_path / "run"), floor=False, **COLUMNS,
+                         **(TINY if model == "fluid" else {})).fit(frame, progress=False, verbose=False)
+    png = io.BytesIO()
+    Image.new("RGB", (40, 40), (30, 30, 220)).save(png, format="PNG")
+    items = [{"text": "  red shirt \n", "image": Image.new("RGB", (40, 40), (220, 30, 30))},
+             {"text": None, "image": png.getvalue()},
+             {"text": "green cotton item", "image": None},
+             {"text": "blue shirt", "image": b"not an image"},
+             {"text": "   ", "image": None}]
+    expected = clf.predict_top_k([{"name": it["text"], "description": None, "picture": it["image"]}
+                                  for it in items], k=3)
+
+    def no_reader(*args, **kwargs):
+        raise AssertionError("predict_items must not read a catalogue")
+
+    monkeypatch.setattr(fluid.api, "read_input", no_reader)
+    got = clf.predict_items(items, k=3)
+    assert len(got) == len(expected)
+    for mine, theirs in zip(got, expected):
+        assert [hit["label"] for hit in mine["labels"]] == [hit["label"] for hit in theirs["labels"]]
+        np.testing.assert_allclose([h["probability"] for h in mine["labels"]],
+                                   [h["probability"] for h in theirs["labels"]], atol=1e-5)
+        assert mine["missing"] == theirs["missing"] and ("error" in mine) == ("error" in theirs)
+    assert got[3]["missing"] == ["image"] and got[3]["image_problem"]
+    assert got[4]["error"] == "neither text nor image"

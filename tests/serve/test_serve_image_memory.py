@@ -48,13 +48,13 @@ def seen(app, monkeypatch) -> list:
     """The image cells the model is given, per call."""
     classifier = app.state.classifier
     calls = []
-    original = classifier.predict_top_k
+    original = classifier.predict_items
 
     def spy(rows, k=5):
-        calls.append([row.get("img") for row in rows])
+        calls.append([row.get("image") for row in rows])
         return original(rows, k=k)
 
-    monkeypatch.setattr(classifier, "predict_top_k", spy)
+    monkeypatch.setattr(classifier, "predict_items", spy)
     return calls
 
 
@@ -98,9 +98,9 @@ def test_a_raised_limit_accepts_and_downscales_the_huge_png(trained_run_dir, mon
     with TestClient(create_app(trained_run_dir, max_image_pixels=90_000_000)) as client:
         classifier = client.app.state.classifier
         cells = []
-        original = classifier.predict_top_k
-        monkeypatch.setattr(classifier, "predict_top_k",
-                            lambda rows, k=5: cells.extend(row["img"] for row in rows) or original(rows, k=k))
+        original = classifier.predict_items
+        monkeypatch.setattr(classifier, "predict_items",
+                            lambda rows, k=5: cells.extend(row["image"] for row in rows) or original(rows, k=k))
         response = client.post("/predict", files={"image": ("bomb.png", BOMB, "image/png")})
         assert response.status_code == 200, response.text
         assert client.get("/info").json()["max_image_pixels"] == 90_000_000
