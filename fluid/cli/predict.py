@@ -17,16 +17,13 @@ def predict(run_dir: Path = typer.Argument(..., help="A run directory written by
             text: Optional[str] = typer.Option(None, help="Product text (name and description)."),
             top_k: int = typer.Option(5, help="How many labels to print.")):
     """Predict one product; prints JSON with the top-k labels, probabilities and the modality gate."""
-    import pandas as pd
-
     if image is None and not text:
         fail("give --image, --text, or both")
     if image is not None and not image.is_file():
         fail(f"image file not found: {image}")
     classifier = load_run(run_dir)
-    columns = classifier.config.columns
-    row = {columns.text[0]: text, columns.image or "image": image.read_bytes() if image is not None else None}
-    result = classifier.predict_top_k(pd.DataFrame([row]), k=top_k)[0]
+    item = {"text": text, "image": image.read_bytes() if image is not None else None}
+    result = classifier.predict_items([item], k=top_k)[0]
     print(json.dumps(result, indent=2))
     if result.get("error"):
         fail(f"{image}: {result['error']}" if result.get("image_problem") else result["error"])
