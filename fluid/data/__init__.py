@@ -13,6 +13,7 @@ from fluid.data.glami import find_glami, read_glami
 from fluid.data.images import load_image
 from fluid.data.inputs import ACCEPTED_DATA, read_input
 from fluid.data.readers import detect_encoding, normalize_frame, read_catalogue, read_table
+from fluid.data.problems import Problem
 from fluid.data.report import POLICIES, REASONS, BadRow, BadRowReport
 from fluid.data._canonical import release_arrow_memory
 from fluid.data.schema import (
@@ -24,7 +25,7 @@ from fluid.data.synthetic import write_synthetic
 
 __all__ = [
     "BadImageError", "BadRow", "BadRowError", "BadRowReport", "COLUMNS", "Catalogue", "CatalogueDataset",
-    "ColumnError", "ID", "IMAGE", "LABEL", "LABEL_SOURCE", "LANGUAGE", "POLICIES", "REASONS", "TEXT",
+    "ColumnError", "ID", "IMAGE", "Problem", "LABEL", "LABEL_SOURCE", "LANGUAGE", "POLICIES", "REASONS", "TEXT",
     "ACCEPTED_DATA", "detect_encoding", "find_glami", "read_input", "load_image", "memory_map_strings", "normalize_frame", "read_catalogue",
     "read_glami", "label_sort_key", "release_arrow_memory", "scorable_rows",
     "read_table", "sorted_labels", "stratified_split", "write_synthetic",

@@ -25,22 +25,19 @@ from fluid.data._canonical import release_arrow_memory
 from fluid.data.corruptions import Corruption
 from fluid.data.errors import BadImageError, BadRowError
 from fluid.data.images import load_image
+from fluid.data.problems import Problem, image_problem
 from fluid.data.report import DEFAULT_POLICY, check_policy
 from fluid.data.schema import ID, IMAGE, LABEL, TEXT, Catalogue, is_arrow_strings, sorted_labels
 
 __all__ = ["CatalogueDataset", "ColumnCells", "sorted_labels", "IMAGE_PROBLEM", "unreadable_image_reason"]
 
-#: How a sample's ``problems`` entry for an image that failed to decode starts, followed by the reason.
+#: How a :class:`~fluid.data.problems.Problem` of an image reads as text (feature-cache indexes store that form).
 IMAGE_PROBLEM = "image: "
 
 
-def unreadable_image_reason(problems: list[str]) -> str | None:
-    """Why a sample's image failed to decode, from its ``problems`` (without :data:`IMAGE_PROBLEM`); None when
-    it did not fail."""
-    for problem in problems:
-        if problem.startswith(IMAGE_PROBLEM):
-            return problem[len(IMAGE_PROBLEM):]
-    return None
+def unreadable_image_reason(problems: list[Problem]) -> str | None:
+    """Why a sample's image failed to decode, from its ``problems``; None when it did not fail."""
+    return image_problem(problems)
 
 
 _T = pa.large_string()
@@ -197,7 +194,7 @@ class CatalogueDataset(Dataset):
             copy: for ``num_workers=0``, where the copy would only double the memory they take).
 
     ``__getitem__(i)`` returns ``{"index": i, "id", "text", "image" (RGB PIL or None), "label" (int),
-    "problems" (list[str])}``; ``i`` is the position in the frame (``frame.index[i]`` aligns it back).
+    "problems" (list[fluid.data.problems.Problem])}``; ``i`` is the position in the frame (``frame.index[i]`` aligns it back).
     """
 
     def __init__(
@@ -268,10 +265,10 @@ class CatalogueDataset(Dataset):
         if not 0 <= i < n:
             raise IndexError(f"index {i} out of range for {n} samples")
         id_ = self._ids[i]
-        problems: list[str] = []
+        problems: list[Problem] = []
         label = int(self.labels[i])
         if i in self._unknown:
-            problems.append(f"label: unknown label {self._unknown[i]!r}")
+            problems.append(Problem("label", "unknown label", f"unknown label {self._unknown[i]!r}"))
         cell = self._images[i]
         image = None
         if cell is not None and self.load_images:
@@ -281,7 +278,7 @@ class CatalogueDataset(Dataset):
                 if self.on_bad_row == "fail":
                     raise BadRowError(self.source, self.source_index[i], id_, f"image-{e.kind.replace(' ', '-')}",
                                       str(e)) from None
-                problems.append(f"{IMAGE_PROBLEM}{e}")
+                problems.append(Problem("image", e.kind, str(e)))
         text = self._texts[i]
         if self.corruption is not None:
             if self.corruption.modality == "image":

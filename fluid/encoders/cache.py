@@ -486,7 +486,7 @@ class FeatureCache:
                         real, batch_counts = real_tokens_fp16(out.tokens, out.mask)
                         f.write(np.ascontiguousarray(real))  # one write per batch; no copy (already C order)
                         counts.append(batch_counts)
-                        problems.update({ids[i]: reason for i, reason in batch_problems.items()})
+                        problems.update({ids[i]: str(reason) for i, reason in batch_problems.items()})
                         bar.advance(task)
             finally:
                 encoder.train(was_training)

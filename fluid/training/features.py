@@ -22,7 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from fluid.data.dataset import IMAGE_PROBLEM, ColumnCells
+from fluid.data.dataset import ColumnCells
+from fluid.data.problems import Problem
 from fluid.data.errors import BadImageError
 from fluid.data.images import load_image
 from fluid.data.schema import has_value
@@ -100,15 +101,16 @@ class _LazyImages(Sequence):
     def __getitem__(self, i: int):
         return self.fetch(i)[0]
 
-    def fetch(self, i: int) -> tuple[Any, str | None]:
-        """``(PIL image or None, why it is None or None)``; an empty cell is missing, not a problem."""
+    def fetch(self, i: int) -> tuple[Any, Problem | None]:
+        """``(PIL image or None, the Problem that made it None, or None)``; an empty cell is missing, not a
+        problem."""
         cell = self.cells[i]
         if not has_value(cell):
             return None, None
         try:
             return load_image(cell, self.image_root), None
         except BadImageError as e:
-            return None, f"{IMAGE_PROBLEM}{e}"  # the missing-modality path, with the reason kept
+            return None, Problem("image", e.kind, str(e))  # the missing-modality path, with the reason kept
 
     def estimate_view(self) -> list:
         """The undecoded cells, None where empty: enough for the image encoder's token estimate."""

@@ -74,7 +74,7 @@ def test_missing_image_is_found_lazily(tmp_path, make_glami):
     assert cat.report.kept_rows == 4  # not checked at read time (1M stat calls)
     sample = CatalogueDataset(cat)[1]
     assert sample["image"] is None
-    assert sample["problems"] and "102.jpg" in sample["problems"][0]
+    assert sample["problems"] and "102.jpg" in sample["problems"][0].detail
 
 
 def test_missing_column_and_wrong_folder(tmp_path, glami_frames):

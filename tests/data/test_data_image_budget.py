@@ -171,7 +171,7 @@ def test_catalogue_dataset_reports_an_over_budget_image_as_missing(bomb_png, tmp
     dataset = CatalogueDataset(frame)
     item = dataset[0]
     assert item["image"] is None and len(item["problems"]) == 1
-    assert "too large" in item["problems"][0] and "9000x9000" in item["problems"][0]
+    assert item["problems"][0].reason == "too large" and "9000x9000" in item["problems"][0].detail
     assert dataset[1]["image"].size == (1024, 768) and dataset[1]["problems"] == []
     monkeypatch.setattr(images, "MAX_DECODED_PIXELS", 100_000_000)  # the module default is read at call time
     assert dataset[0]["image"].size == (1024, 1024)

@@ -147,5 +147,5 @@ def test_unchecked_catalogue_is_checked_when_decoded(cases):
     assert cat.report.count("image-outside-root") == 0
     ds = CatalogueDataset(cat)
     first, second = ds[0], ds[1]
-    assert first["image"] is None and any("leaves the image root" in p for p in first["problems"]), first
+    assert first["image"] is None and any("leaves the image root" in p.detail for p in first["problems"]), first
     assert second["image"] is not None and second["problems"] == []

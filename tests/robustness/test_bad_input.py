@@ -56,8 +56,10 @@ def test_decoding_bad_and_unusual_images(corpus, corpus_mod, read_columns):
         assert sample["image"] is None and sample["text"], case
         (problem,) = sample["problems"]
         file_name = corpus_mod.TRAIN_CASES[case][1].split("/")[-1]
-        assert problem.startswith(f"image: {expected[case]} ") and file_name in problem, problem
-    assert "decompression-bomb guard" in samples["bomb-image"]["problems"][0]
+        assert problem.modality == "image" and problem.reason == expected[case].removesuffix(" file"), problem
+        assert file_name in problem.detail, problem
+        assert str(problem).startswith(f"image: {expected[case]} ")
+    assert "decompression-bomb guard" in samples["bomb-image"]["problems"][0].detail
     for case in corpus_mod.DECODES:
         image = samples[case]["image"]
         assert image is not None and image.mode == "RGB" and samples[case]["problems"] == [], case

@@ -70,8 +70,9 @@ def test_lazy_images_keep_none_for_a_failed_image_and_say_why(frame):
     assert images[1] is None and images[3] is None and images[2] is None
     assert images[0].size == (24, 24)
     assert images.fetch(2) == (None, None) and images.fetch(0)[1] is None
-    image, reason = images.fetch(1)
-    assert image is None and CORRUPT.match(reason)
+    image, problem = images.fetch(1)
+    assert image is None and (problem.modality, problem.reason) == ("image", "unreadable")
+    assert CORRUPT.match(str(problem))
     view = images.estimate_view()  # sizing a build does not decode: cells, None where empty
     assert view == ["ok0.png", "corrupt.jpg", None, "gone.jpg", "ok1.png", "ok2.png"]
 
