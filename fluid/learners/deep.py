@@ -196,8 +196,14 @@ class DeepLearner:
         return outputs.scores(len(self.classes))
 
     def _ready(self) -> torch.device:
+        """The scoring device, with the network on it in eval mode (moved only when it is elsewhere: walking
+        every module costs milliseconds, more than a small model's forward pass)."""
         device = resolve_device(self.config.device)
-        self.network.to(device).eval()
+        current = next(self.network.parameters()).device
+        if current.type != device.type or (device.index is not None and current.index != device.index):
+            self.network.to(device)
+        if self.network.training:
+            self.network.eval()
         return device
 
     def _forward(self, batch: dict, device: torch.device):

@@ -22,11 +22,12 @@ def checked_drop(drop_modality: str | None) -> str | None:
     return drop_modality
 
 
-def score_items(learner, items: list[dict]) -> tuple[pd.DataFrame, np.ndarray, Scores]:
+def score_items(learner, items: list[dict]) -> tuple[dict, np.ndarray, Scores]:
     """Scores a few products ``{"text": str | None, "image": PIL image | bytes | None}`` in one forward pass,
     without the catalogue reader: each text normalised and each image decoded as the reader does
     (:func:`fluid.data.inputs.canonical_text`, :func:`~fluid.data.inputs.decoded_image`; an RGB image already
-    decoded within the limits is not decoded again). Returns ``(frame, ok, scores)`` for :func:`top_k_results`:
+    decoded within the limits is not decoded again). Returns ``({"text": [...], "image": [...]}, ok, scores)`` for
+    :func:`top_k_results`:
     an image that cannot be decoded is scored as missing and reported in ``scores.unreadable``."""
     from fluid.data import BadImageError
     from fluid.data.inputs import canonical_text, decoded_image
@@ -41,17 +42,17 @@ def score_items(learner, items: list[dict]) -> tuple[pd.DataFrame, np.ndarray, S
         except BadImageError as error:
             images.append(None)
             problems[position] = str(error)
-    frame = pd.DataFrame({"text": texts, "image": cells})
-    ok = scorable_rows(frame).to_numpy()
+    frame = {"text": texts, "image": cells}  # the columns top_k_results reads; no DataFrame for a few items
+    ok = np.array([text is not None or cell is not None for text, cell in zip(texts, cells)], dtype=bool)
     scored = np.flatnonzero(ok)
     scores = learner.score_items([texts[i] for i in scored], [images[i] for i in scored])
     scores.unreadable.update({rank: problems[i] for rank, i in enumerate(scored) if i in problems})
     return frame, ok, scores
 
 
-def top_k_results(frame: pd.DataFrame, ok: np.ndarray, scores: Scores, classes: list[str], k: int,
+def top_k_results(frame: pd.DataFrame | dict, ok: np.ndarray, scores: Scores, classes: list[str], k: int,
                   chosen_experts: Callable[[np.ndarray], list[dict]]) -> list[dict]:
-    """One result per row of ``frame`` (``ok``: the rows that were scored, in order, into ``scores``):
+    """One result per row of ``frame`` (its ``text`` and ``image`` columns; ``ok``: the rows that were scored, in order, into ``scores``):
     ``{"labels": [{"label", "probability"}...k], "gate": [l floats] | None, "gate_mean": float | None,
     "experts": [{"expert", "weight"}...] | None, "missing": ["image"|"text"...]}``. ``experts`` are the MoE
     experts the item was routed to (at most the head's top_k, weights renormalised to sum to 1, largest first).
