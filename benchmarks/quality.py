@@ -13,7 +13,10 @@ Catalogues (all built offline, see docs/benchmarks.md):
   small-english   ~250 training items, 10 classes, long English descriptions that name the garment (and often
                   the pattern) over realistic-mode drawings, tiny encoders: the size of a first user's catalogue;
   english-pretrained  the same kind of catalogue with ~600 training items and minilm + efficientnet-lite0 (the
-                  drawings show the garment type, so the image alone can classify, unlike offline-presets).
+                  drawings show the garment type, so the image alone can classify, unlike offline-presets);
+  multilingual    ~375 training items like small-english, but short texts in seven real languages (Czech,
+                  German, Spanish, Greek, Bulgarian, Turkish, Hungarian; benchmarks/multilingual_texts.py), tiny
+                  encoders (compare text encoders with --variant 'e5={"text_encoder": "e5-small"}').
 
 Systems: every deep head with default settings (``Classifier(model, text_encoder=..., image_encoder=...)``,
 nothing else set), the classical floor ``tfidf-image-logreg``, and on ``offline-presets`` a logistic probe on
@@ -42,7 +45,7 @@ from fluid.atomic import write_json_atomic
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "quality.json"
-CATALOGUES = ("realistic", "complementary", "offline-presets", "small-english", "english-pretrained")
+CATALOGUES = ("realistic", "complementary", "offline-presets", "small-english", "english-pretrained", "multilingual")
 DEEP = ("fluid", "early-fusion", "text-only", "image-only")
 SYSTEMS = (*DEEP, "floor", "probe", "fluid+md")
 ENCODERS = {name: ("minilm", "efficientnet-lite0") for name in ("offline-presets", "english-pretrained")}
@@ -64,9 +67,12 @@ def synthetic_frames(workdir: Path, mode: str, items: int, seed: int) -> dict[st
     return frames
 
 
-def small_english_frames(workdir: Path, items: int, seed: int) -> dict[str, pd.DataFrame]:
+def small_english_frames(workdir: Path, items: int, seed: int, *, multilingual: bool = False
+                         ) -> dict[str, pd.DataFrame]:
     """~``items`` realistic-mode drawings of the 10 largest classes, with long English texts naming the garment
-    (90 %) and the pattern (60 %); 75 % train, 25 % test."""
+    (90 %) and the pattern (60 %) — or, ``multilingual``, short texts in seven real languages naming the same
+    (benchmarks/multilingual_texts.py); 75 % train, 25 % test."""
+    from multilingual_texts import multilingual_text
     from offline_presets import TOP_CLASSES, english_text
 
     from fluid.data.synthetic import CLASSES
@@ -82,7 +88,9 @@ def small_english_frames(workdir: Path, items: int, seed: int) -> dict[str, pd.D
     for _, r in every.iterrows():
         pattern, gtype = r["label"].split(" ", 1)
         rng = random.Random(f"quality-small-english:{seed}:{r['id']}")
-        rows.append({**r.to_dict(), "text": english_text(rng, gtype, pattern, pattern_share=0.6)})
+        text = (multilingual_text(rng, gtype, pattern)[1] if multilingual else
+                english_text(rng, gtype, pattern, pattern_share=0.6))
+        rows.append({**r.to_dict(), "text": text})
     every = pd.DataFrame(rows)
     rng = np.random.default_rng(seed)
     test = rng.random(len(every)) < 0.25
@@ -106,6 +114,8 @@ def build_catalogue(name: str, workdir: Path, seed: int, items: int | None) -> d
         return offline_preset_frames(workdir, items or 900, seed)
     if name == "english-pretrained":
         return small_english_frames(workdir, items or 800, seed)
+    if name == "multilingual":
+        return small_english_frames(workdir, items or 500, seed, multilingual=True)
     return small_english_frames(workdir, items or 330, seed)
 
 
