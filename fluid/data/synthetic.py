@@ -62,7 +62,7 @@ from fluid.data.glami import GLAMI_COLUMNS, GLAMI_DIR, GLAMI_GEOS, glami_csv_nam
 
 __all__ = ["write_synthetic", "CLASSES", "TYPES", "PATTERNS", "FAMILIES", "DEFAULT_LANGUAGES", "MODES",
            "NOISY_LABELS_FILE", "SIDECAR_FILE", "HUMAN", "MACHINE", "RealisticNoise", "REALISTIC_NOISE",
-           "modality_caps", "fusion_cap"]
+           "modality_caps", "fusion_cap", "evidence_likelihoods"]
 
 TYPES = ("t-shirt", "dress", "jacket", "trousers", "skirt", "scarf")
 PATTERNS = ("plain", "striped", "dotted", "checked", "zigzag")
@@ -186,7 +186,9 @@ def _complementary_likelihoods() -> tuple[np.ndarray, np.ndarray]:
     return lt, li
 
 
-def _likelihoods(mode: str) -> tuple[np.ndarray, np.ndarray]:
+def evidence_likelihoods(mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(text, image)``: P(evidence | class) of ``mode``'s generator, one row per kind of evidence, one column per
+    class of ``CLASSES`` (see ``modality_caps``)."""
     return _realistic_likelihoods(REALISTIC_NOISE) if _check_mode(mode) == "realistic" else _complementary_likelihoods()
 
 
@@ -203,7 +205,7 @@ def modality_caps(weights: Sequence[float] | None = None, *, mode: str = "realis
     ``sum over evidence e of max over classes k of P(k) P(e | k)``, treating faint and partly covered patterns
     and outlines as readable (an upper bound for a real model)."""
     w = _weights(weights)
-    lt, li = _likelihoods(mode)
+    lt, li = evidence_likelihoods(mode)
     return float((lt * w).max(axis=1).sum()), float((li * w).max(axis=1).sum())
 
 
@@ -211,7 +213,7 @@ def fusion_cap(weights: Sequence[float] | None = None, *, mode: str = "realistic
     """Best possible accuracy (on clean labels) of a classifier that sees both text and image (exact, like
     ``modality_caps``): 1.0 in ``"complementary"`` mode, ~0.97 in ``"realistic"`` mode (default weights)."""
     w = _weights(weights)
-    lt, li = _likelihoods(mode)
+    lt, li = evidence_likelihoods(mode)
     joint = lt[:, None, :] * li[None, :, :] * w
     return float(joint.max(axis=2).sum())
 

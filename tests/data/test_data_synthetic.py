@@ -347,3 +347,21 @@ def test_realistic_images_show_each_types_own_silhouette(realistic_600, tmp_path
     cr = pd.Series([_image_features(c / "images" / f"{i}.jpg")[-_SIL] for i in cb["image_id"]])
     cmed = cr.groupby(ct.to_numpy()).median()
     assert abs(cmed["jacket"] - cmed["t-shirt"]) < 0.08, cmed
+
+
+def test_the_benchmark_catalogue_caps_match_the_synthetic_caps():
+    """benchmarks/catalogue_caps.py computes the realistic and complementary caps with the library's own
+    functions, and a text that names both type and pattern always can do no worse than one naming fewer."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "catalogue_caps.py"
+    spec = importlib.util.spec_from_file_location("catalogue_caps", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = module.all_caps()
+    assert table["realistic"]["both"] == pytest.approx(fusion_cap(mode="realistic"))
+    assert table["complementary"]["both"] == pytest.approx(1.0)
+    for row in table.values():
+        assert max(row["text"], row["image"]) <= row["both"] <= 1.0
+    assert table["small-english"]["text"] > table["offline-presets"]["text"]  # pattern named 60 % against 25 %
