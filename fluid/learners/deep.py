@@ -47,28 +47,13 @@ class DeepLearner:
     def build(cls, config: RunConfig, classes: list[str], *, corpus: Sequence[str | None] | None = None,
               encoder_dir: Path | None = None) -> "DeepLearner":
         """A fresh network (encoders built from ``config``, or read from ``encoder_dir`` where saved there)."""
-        from fluid.encoders import build_image_encoder, build_text_encoder, load_image_encoder, load_text_encoder
         from fluid.model import build_head, head_spec
         from fluid.training.network import MultimodalNetwork
 
         spec = head_spec(config.model)
-        overrides = config.encoder_overrides or {}
-        text_encoder = image_encoder = None
-        if spec.reads_text:
-            if encoder_dir is not None and (encoder_dir / "text").exists():
-                text_encoder = load_text_encoder(encoder_dir / "text")
-            else:
-                text_encoder = build_text_encoder(config.text_encoder, freeze=config.freeze,
-                                                  train_top_layers=config.train_top_layers,
-                                                  max_length=config.max_text_length, corpus=corpus,
-                                                  **overrides.get("text", {}))
-        if spec.reads_image:
-            if encoder_dir is not None and (encoder_dir / "image").exists():
-                image_encoder = load_image_encoder(encoder_dir / "image")
-            else:
-                image_encoder = build_image_encoder(config.image_encoder, freeze=config.freeze,
-                                                    train_top_layers=config.train_top_layers,
-                                                    **overrides.get("image", {}))
+        text_encoder = (_encoder("text", config, encoder_dir, max_length=config.max_text_length, corpus=corpus)
+                        if spec.reads_text else None)
+        image_encoder = _encoder("image", config, encoder_dir) if spec.reads_image else None
         head = build_head(config.model, len(classes),
                           image_dim=image_encoder.dim if image_encoder is not None else 768,
                           text_dim=text_encoder.dim if text_encoder is not None else 768,
@@ -259,6 +244,20 @@ class DeepLearner:
         if missing or unexpected:
             raise ValueError(f"{path} does not match the model in its run directory: missing {missing[:5]}, "
                              f"unexpected {list(unexpected)[:5]}")
+
+
+def _encoder(modality: str, config: RunConfig, encoder_dir: Path | None, **build_options):
+    """The ``modality`` encoder: read from ``encoder_dir/<modality>`` where a run saved it, else built from the
+    config (its source, freezing and overrides) with ``build_options``."""
+    from fluid.encoders import build_image_encoder, build_text_encoder, load_image_encoder, load_text_encoder
+
+    saved = encoder_dir / modality if encoder_dir is not None else None
+    if saved is not None and saved.exists():
+        return (load_text_encoder if modality == "text" else load_image_encoder)(saved)
+    build = build_text_encoder if modality == "text" else build_image_encoder
+    return build(getattr(config, f"{modality}_encoder"), freeze=config.freeze,
+                 train_top_layers=config.train_top_layers, **build_options,
+                 **(config.encoder_overrides or {}).get(modality, {}))
 
 
 class _Outputs:
