@@ -3,7 +3,8 @@ pass per request or micro-batch, without the catalogue reader; the same results 
 
 * The model is loaded once, when the app is created (``Classifier.load``, read-only).
 * Micro-batching (:mod:`fluid.serve.batching`): concurrent ``/predict`` requests are queued and gathered into
-  one ``predict_items`` call (up to ``micro_batch`` items, waiting at most ``max_wait_ms`` for company); one
+  one ``predict_items`` call (up to ``micro_batch`` items, waiting at most ``max_wait_ms`` for requests still being
+  received, and not at all when none is); one
   PyTorch forward pass at a time runs (torch already uses all cores inside one call), guarded by a
   ``threading.Lock`` that ``/predict/batch`` (already a batch) shares.
 * Bad input is answered with JSON ``{"detail": ...}`` and 400/413/415/422, never 500: bodies are read strictly
@@ -306,26 +307,28 @@ def create_app(run_dir_or_classifier: Union[str, os.PathLike, Any], *, max_uploa
                       top_k: Optional[int] = Form(None, ge=1, le=n_classes,
                                                   description="How many labels to return (1..number of classes; "
                                                               "default 5 or the number of classes if fewer).")):
-        top_k = check_top_k(top_k)
-        _check_form_text(text)
-        data = None
-        if image is not None:
-            data = await image.read(max_bytes + 1)  # guard the bytes actually read, whatever the headers said
-            if len(data) > max_bytes:
-                raise HTTPException(413, f"image too large: the limit is {max_upload_mb} MB")
-            if not data and not image.filename:
-                data = None  # an empty file field (a form with no file chosen)
-        text = _clean_text(text)
-        if data is None and text is None:
-            raise HTTPException(400, "give an image, a text, or both")
-        decoded = None
-        if data is not None:
-            try:
-                decoded = await run_in_threadpool(decode, data)  # decoding is CPU work: keep the event loop free
-            except BadImageError as error:
-                raise HTTPException(400, image_problem(error)) from None
-            del data  # the model gets the decoded (downscaled) image, not the bytes to decode again
-        result = await batcher.submit(({"text": text, "image": decoded}, top_k))
+        with batcher.arriving():  # a batch being gathered now waits for this request (see batching.py)
+            top_k = check_top_k(top_k)
+            _check_form_text(text)
+            data = None
+            if image is not None:
+                data = await image.read(max_bytes + 1)  # guard the bytes actually read, whatever the headers said
+                if len(data) > max_bytes:
+                    raise HTTPException(413, f"image too large: the limit is {max_upload_mb} MB")
+                if not data and not image.filename:
+                    data = None  # an empty file field (a form with no file chosen)
+            text = _clean_text(text)
+            if data is None and text is None:
+                raise HTTPException(400, "give an image, a text, or both")
+            decoded = None
+            if data is not None:
+                try:
+                    decoded = await run_in_threadpool(decode, data)  # CPU work: keep the event loop free
+                except BadImageError as error:
+                    raise HTTPException(400, image_problem(error)) from None
+                del data  # the model gets the decoded (downscaled) image, not the bytes to decode again
+            queued = batcher.enqueue(({"text": text, "image": decoded}, top_k))
+        result = await queued
         if result.get("error"):  # cannot happen after the checks above; never a 500 for input
             raise HTTPException(400, result["error"])
         return result

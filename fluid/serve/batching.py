@@ -1,9 +1,12 @@
 """Server-side micro-batching: concurrent requests gathered into one model call.
 
 A :class:`MicroBatcher` owns an ``asyncio`` queue and one worker task. Each request ``await``s
-:meth:`MicroBatcher.submit` with its item; the worker takes the first waiting item, then keeps collecting until it
-holds ``max_batch_size`` items or ``max_wait_ms`` milliseconds have passed since that first item, and runs
-``run_batch(items)`` once, in a worker thread (the event loop stays free to accept more requests meanwhile).
+:meth:`MicroBatcher.submit` with its item; the worker takes the first waiting item and everything queued behind
+it, then, while other requests are on their way (announced with :meth:`MicroBatcher.arriving` and not queued
+yet), keeps waiting for them until it holds ``max_batch_size`` items or ``max_wait_ms`` milliseconds have passed
+since that first item; it runs ``run_batch(items)`` once, in a worker thread (the event loop stays free to accept
+more requests meanwhile). A lone request, with nothing else arriving, is run at once: it never waits for company
+that is not coming, and under load the requests that arrive during one call make up the next batch.
 ``run_batch`` must return one result per item, in order.
 
 Failures stay per item: when ``run_batch`` raises on a batch of several items, each item is run again on its own,
@@ -17,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -71,6 +75,7 @@ class MicroBatcher(Generic[Item, Result]):
         self.stats = BatcherStats()
         self._stats_lock = threading.Lock()
         self._queue: asyncio.Queue | None = None
+        self._arriving = 0  # requests announced with arriving() and not queued yet
         self._worker: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -101,12 +106,27 @@ class MicroBatcher(Generic[Item, Result]):
                 future.set_exception(RuntimeError("the server is shutting down"))
 
     # ------------------------------------------------------------------ use
-    async def submit(self, item: Item) -> Result:
-        """Queues ``item`` and waits for its result (or the exception its own call raised)."""
+    @contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Announces a request being received (e.g. its image decoding) that will be submitted: while any is
+        announced, a batch waits for it (up to ``max_wait_ms``). Use it around the work before
+        :meth:`enqueue`, in the event loop's thread."""
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
+
+    def enqueue(self, item: Item) -> asyncio.Future:
+        """Queues ``item`` now; the returned future resolves to its result (or the exception its call raised)."""
         queue = self._ensure_worker()
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         queue.put_nowait((item, future))
-        return await future
+        return future
+
+    async def submit(self, item: Item) -> Result:
+        """Queues ``item`` and waits for its result (or the exception its own call raised)."""
+        return await self.enqueue(item)
 
     async def _collect(self, queue: asyncio.Queue) -> list[tuple[Item, asyncio.Future]]:
         batch = [await queue.get()]
@@ -117,6 +137,8 @@ class MicroBatcher(Generic[Item, Result]):
                 continue
             except asyncio.QueueEmpty:
                 pass
+            if self._arriving <= 0:
+                break  # nothing else on its way: do not wait for company that is not coming
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break

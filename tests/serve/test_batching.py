@@ -50,6 +50,35 @@ def test_batcher_gathers_concurrent_items_in_order():
     assert stats["mean_batch_size"] == pytest.approx(10 / 3)
 
 
+def test_a_lone_item_does_not_wait_for_company_but_an_arriving_one_is_waited_for():
+    import time
+
+    calls = []
+
+    async def main():
+        batcher = MicroBatcher(_squares(calls), max_batch_size=8, max_wait_ms=2000)
+        started = time.perf_counter()
+        alone = await batcher.submit(3)  # nothing else is on its way: run at once, not after 2 s
+        lone_seconds = time.perf_counter() - started
+
+        async def late_request():
+            with batcher.arriving():  # e.g. its image is being decoded
+                await asyncio.sleep(0.2)
+                queued = batcher.enqueue(5)
+            return await queued
+
+        late = asyncio.create_task(late_request())
+        await asyncio.sleep(0)  # the late request announces itself
+        first = await batcher.submit(4)
+        await batcher.stop()
+        return alone, lone_seconds, first, await late
+
+    alone, lone_seconds, first, late = asyncio.run(main())
+    assert (alone, first, late) == (9, 16, 25)
+    assert lone_seconds < 1.0
+    assert calls == [[3], [4, 5]]  # the first of the two waited for the one still arriving
+
+
 def test_batcher_size_one_is_one_call_per_item():
     calls = []
 
