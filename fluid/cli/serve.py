@@ -21,8 +21,8 @@ def serve(run_dir: Path = typer.Argument(..., help="A run directory written by `
                                           help="Most concurrent /predict requests gathered into one model call "
                                                "(1 = no micro-batching)."),
           max_wait_ms: float = typer.Option(5.0, "--max-wait-ms",
-                                            help="How long the first queued /predict request waits for others "
-                                                 "to join its batch, in milliseconds."),
+                                            help="How long a batch waits, in milliseconds, for /predict requests "
+                                                 "still being received (a lone request does not wait)."),
           max_image_pixels: int = typer.Option(40_000_000, "--max-image-pixels",
                                                help="Most pixels decoded for one image (width x height; a JPEG "
                                                     "counts its 1/2-1/8 decoding scale): larger images are "
