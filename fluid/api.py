@@ -62,11 +62,11 @@ class Classifier:
     def __init__(self, model: str = "fluid", *, text_encoder: str | None = None, image_encoder: str | None = None,
                  label: str = "label", text: str | list[str] = "text", image: str | None = "image",
                  image_root: str | None = None, id: str | None = None, language: str | None = None,
-                 label_source: str | None = None, encoding: str | None = None, path: str | None = None,
-                 **config: Any):
+                 label_source: str | None = None, encoding: str | None = None, delimiter: str | None = None,
+                 path: str | None = None, **config: Any):
         self._params = dict(model=model, text_encoder=text_encoder, image_encoder=image_encoder, label=label,
                             text=text, image=image, image_root=image_root, id=id, language=language,
-                            label_source=label_source, encoding=encoding, path=path, **config)
+                            label_source=label_source, encoding=encoding, delimiter=delimiter, path=path, **config)
         self.config = self._config()
         self.learner = None
         self.run_dir: Path | None = Path(path) if path else None

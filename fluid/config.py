@@ -37,10 +37,12 @@ class Columns:
     label_source: str | None = None
     image_root: str | None = None
     encoding: str | None = None
+    delimiter: str | None = None  # a CSV / TSV file's field separator (None: detected)
 
 
 #: The column keywords of ``Classifier`` and ``RunConfig.from_keywords``: the fields of :class:`Columns`.
-COLUMN_KEYWORDS = ("label", "text", "image", "image_root", "id", "language", "label_source", "encoding")
+COLUMN_KEYWORDS = ("label", "text", "image", "image_root", "id", "language", "label_source", "encoding",
+                   "delimiter")
 
 
 @dataclass

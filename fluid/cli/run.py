@@ -93,6 +93,8 @@ def train(
     label_source_col: Optional[str] = typer.Option(None),
     image_root: Optional[str] = typer.Option(None, help="Folder image paths are relative to (default: file's)."),
     encoding: Optional[str] = typer.Option(None, help="Text encoding of the file (default: detected)."),
+    delimiter: Optional[str] = typer.Option(None, help="CSV/TSV field separator: one character, or tab, comma, "
+                                                       "semicolon, pipe (default: detected from the header)."),
     on_bad_row: Optional[str] = typer.Option(None, help="skip | missing-modality | fail"),
     head: list[str] = typer.Option([], help="Head override KEY=VALUE (e.g. num_experts=8); repeatable."),
     floor: Optional[bool] = typer.Option(None, "--floor/--no-floor",
@@ -111,7 +113,7 @@ def train(
                    image_encoder=image_encoder, freeze=freeze, modality_dropout=modality_dropout,
                    token_dropout=token_dropout, image_augment=image_augment, precision=precision, seed=seed, on_bad_row=on_bad_row, text=text_col, image=image_col,
                    label=label_col, id=id_col, language=language_col, label_source=label_source_col,
-                   image_root=image_root, encoding=encoding, floor=floor, candidates=candidate or None)
+                   image_root=image_root, encoding=encoding, delimiter=delimiter, floor=floor, candidates=candidate or None)
     params.update({k: v for k, v in options.items() if v is not None})
     if head:
         params["head"] = {**params.get("head", {}), **parse_overrides(head)}

@@ -88,7 +88,8 @@ def read_input(data: Any, columns: Columns, *, split: str | None = None, require
         label_source_col=optional(columns.label_source),
         image_root=columns.image_root, on_bad_row=on_bad_row, require_label=require_label,
         memory_map_rows=memory_map_rows,
-        **({"encoding": columns.encoding} if not isinstance(data, pd.DataFrame) else {}),
+        **({"encoding": columns.encoding, "delimiter": columns.delimiter}
+           if not isinstance(data, pd.DataFrame) else {}),
     )
     if isinstance(data, pd.DataFrame) and not require_label and data.index.is_unique:
         # Keep every input row; rows the reader could not use come back empty and are reported as unscorable.

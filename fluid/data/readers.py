@@ -292,14 +292,15 @@ def normalize_frame(
                       split=split, max_examples=max_examples, root_for_catalogue=Path(root) if root else None)
 
 
-def _table_columns(path: Path, fmt: str, compressed: bool, encoding: str | None) -> tuple[list[str], str | None]:
+def _table_columns(path: Path, fmt: str, compressed: bool, encoding: str | None,
+                   delimiter: str | None = None) -> tuple[list[str], str | None]:
     """Column names of a CSV / TSV / Parquet file (its header or schema only) and the CSV's encoding."""
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
         return list(pq.read_schema(path).names), None
     return _read_with_encoding(
-        lambda e: list(pd.read_csv(path, sep=_separator(path, fmt, e), nrows=0, encoding=e).columns), path,
+        lambda e: list(pd.read_csv(path, sep=_separator(path, fmt, e, delimiter), nrows=0, encoding=e).columns), path,
         encoding, compressed
     )
 
@@ -308,10 +309,12 @@ def _table_columns(path: Path, fmt: str, compressed: bool, encoding: str | None)
 OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
-def _separator(path: Path, fmt: str, encoding: str | None) -> str:
-    """The delimiter of a CSV / TSV file: a tab for TSV; for CSV a comma, unless the header is one column that
-    splits on a semicolon, tab or pipe (spreadsheets in many locales write ``;``), which a warning then names
-    (once per file version)."""
+def _separator(path: Path, fmt: str, encoding: str | None, delimiter: str | None = None) -> str:
+    """The delimiter of a CSV / TSV file: ``delimiter`` when given; else a tab for TSV; for CSV a comma, unless the
+    header is one column that splits on a semicolon, tab or pipe (spreadsheets in many locales write ``;``),
+    which a warning then names (once per file version)."""
+    if delimiter is not None:
+        return delimiter
     if fmt != "csv":
         return "\t"
     return _sniffed_separator(str(path), encoding, os.stat(path).st_mtime_ns)
@@ -328,6 +331,24 @@ def _sniffed_separator(path: str, encoding: str | None, mtime_ns: int) -> str:
                           f"as {name}-separated", stacklevel=4)
             return sep
     return ","
+
+
+#: Names a delimiter may be given by (a tab is awkward to type on a command line).
+DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+
+
+def parse_delimiter(delimiter: str | None, fmt: str, path: Path) -> str | None:
+    """``delimiter`` as one character (names of :data:`DELIMITER_NAMES` accepted); None stays None (sniffed);
+    a ValueError naming the file for anything else, or for a file that has no delimiter (Parquet, JSON)."""
+    if delimiter is None:
+        return None
+    value = DELIMITER_NAMES.get(delimiter.lower(), delimiter)
+    if fmt not in ("csv", "tsv"):
+        raise ValueError(f"{path}: --delimiter applies to CSV / TSV files; this is {fmt}")
+    if len(value) != 1 or value in "\"\r\n":
+        raise ValueError(f"{path}: the delimiter must be one character (or tab, comma, semicolon, pipe); got "
+                         f"{delimiter!r}")
+    return value
 
 
 def _is_json_array(path: Path, fmt: str) -> bool:
@@ -405,6 +426,7 @@ def read_table(
     max_examples: int = 5,
     memory_map_rows: int | None = MEMORY_MAP_ROWS,
     workers: int = 0,
+    delimiter: str | None = None,
 ) -> Catalogue:
     """Read a CSV / TSV / Parquet / JSON-lines catalogue.
 
@@ -418,6 +440,8 @@ def read_table(
             when present; ids default to the row number.
         image_root: folder image paths are relative to; default the file's folder.
         encoding: force a text encoding; default: detected (UTF-8, then charset-normalizer, then latin-1).
+        delimiter: the CSV / TSV field separator, one character (``"tab"`` for a tab); default: a tab for TSV,
+            and for CSV a comma unless the header splits on a semicolon, tab or pipe instead (said in a warning).
         on_bad_row: ``"missing-modality"`` (default), ``"skip"`` or ``"fail"`` (see docs/data.md).
         require_label: count rows without label as ``label-missing`` and drop them.
         check_images: check that image files exist now (one ``stat`` per row).
@@ -446,7 +470,7 @@ def read_table(
             path, fmt, compressed, source, text_cols=text_cols, image_col=image_col, label_col=label_col,
             id_col=id_col, language_col=language_col, label_source_col=label_source_col, encoding=encoding,
             require_label=require_label, image_root=root, check_images=check_images,
-            memory_map_rows=memory_map_rows, workers=workers,
+            memory_map_rows=memory_map_rows, workers=workers, delimiter=parse_delimiter(delimiter, fmt, path),
         )
     return _normalize(columns, pd.RangeIndex(columns.rows), cols, source=source, on_bad_row=on_bad_row,
                       require_label=require_label, split=split, max_examples=max_examples,
@@ -481,7 +505,8 @@ class _parse_errors:
 
 def _parse_table(path: Path, fmt: str, compressed: bool, source: str, *, text_cols, image_col, label_col, id_col,
                  language_col, label_source_col, encoding, require_label, image_root: str, check_images: bool,
-                 memory_map_rows: int | None, workers: int) -> tuple[Gathered, dict[str, Any]]:
+                 memory_map_rows: int | None, workers: int, delimiter: str | None = None
+                 ) -> tuple[Gathered, dict[str, Any]]:
     """The wanted columns of a table file, parsed as strings :data:`CHUNK_ROWS` rows at a time (a JSON array:
     whole), converted (CSV / TSV / Parquet: in a DataLoader worker when ``workers`` > 0) and gathered; and the
     resolved column options."""
@@ -518,11 +543,12 @@ def _parse_table(path: Path, fmt: str, compressed: bool, source: str, *, text_co
                     known = grown.columns
 
         return _read_with_encoding(read_lines, path, encoding, compressed)[0]
-    present, enc = _table_columns(path, fmt, compressed, encoding)
+    present, enc = _table_columns(path, fmt, compressed, encoding, delimiter)
     cols = wanted(present)
 
     def read(e: str | None) -> Gathered:
-        produce = functools.partial(_table_chunks, path, fmt, _unique(cols), e, cols, image_root, check_images)
+        produce = functools.partial(_table_chunks, path, fmt, _unique(cols), e, cols, image_root, check_images,
+                                    delimiter)
         return _gather(parsed_chunks(produce, workers=workers), cols, memory_map_rows)
 
     if fmt == "parquet":
@@ -531,7 +557,7 @@ def _parse_table(path: Path, fmt: str, compressed: bool, source: str, *, text_co
 
 
 def _table_chunks(path: Path, fmt: str, use: list[str], encoding: str | None, cols: dict[str, Any],
-                  image_root: str, check_images: bool) -> Iterator[Chunk]:
+                  image_root: str, check_images: bool, delimiter: str | None = None) -> Iterator[Chunk]:
     """A CSV / TSV / Parquet file's wanted columns, :data:`CHUNK_ROWS` rows at a time, converted."""
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -540,7 +566,7 @@ def _table_chunks(path: Path, fmt: str, use: list[str], encoding: str | None, co
             for batch in parquet.iter_batches(batch_size=CHUNK_ROWS, columns=use):
                 yield _convert(batch.to_pandas(), cols, image_root, check_images, allow_zip=False)
         return
-    with pd.read_csv(path, sep=_separator(path, fmt, encoding), dtype=str, keep_default_na=False, na_values=[""],
+    with pd.read_csv(path, sep=_separator(path, fmt, encoding, delimiter), dtype=str, keep_default_na=False, na_values=[""],
                      usecols=use, encoding=encoding, chunksize=CHUNK_ROWS) as chunks:
         for chunk in chunks:
             yield _convert(chunk[use], cols, image_root, check_images, allow_zip=False)

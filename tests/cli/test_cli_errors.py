@@ -114,3 +114,17 @@ def test_an_encoder_that_cannot_be_loaded_is_one_line_on_stderr(tmp_path, text_c
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "no-such-org/no-such-encoder" in errors[0] and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_train_takes_a_delimiter_and_refuses_a_bad_one_in_one_line(tmp_path):
+    path = tmp_path / "products.csv"
+    path.write_text("id|text|image|label\n" + "\n".join(
+        f"{i}|item {i}, {'red' if i % 2 else 'blue'}||{'a' if i % 2 else 'b'}" for i in range(20)) + "\n",
+        encoding="utf-8")
+    bad = runner.invoke(app, ["train", "--data", str(path), "--out", str(tmp_path / "bad"), "--model",
+                              "tfidf-logreg", "--delimiter", "||"])
+    assert bad.exit_code == 2 and "the delimiter must be one character" in bad.output
+    good = runner.invoke(app, ["train", "--data", str(path), "--out", str(tmp_path / "run"), "--model",
+                               "tfidf-logreg", "--delimiter", "pipe", "--no-floor"])
+    assert good.exit_code == 0, good.output
+    assert "delimiter: pipe" in (tmp_path / "run" / "config.yaml").read_text()  # evaluate reads files alike
