@@ -30,25 +30,24 @@ RESULTS = Path(__file__).parent / "results" / "robustness.json"
 KEYS = ("accuracy", "macro_f1", "top5_accuracy", "n_items")
 
 
-def _classifier(run_dir: Path, seed: int, epochs: int, dropout: float, image_size: int | None,
+def _classifier(run_dir: Path, seed: int, epochs: int | None, dropout: float, image_size: int | None,
                 small: bool) -> Classifier:
-    params = demo_config("fluid", seed=seed, epochs=epochs, modality_dropout=dropout).to_dict()
-    image = params["encoder_overrides"].setdefault("image", {})
+    config = demo_config("fluid", seed=seed, epochs=epochs, modality_dropout=dropout)
+    image = config.encoder_overrides.setdefault("image", {})
     if image_size is not None:  # a cheaper image encoder: a smaller input, fewer grid tokens
         image.update(image_size=image_size)
     if small:  # the smoke-test encoder sizes (width 32, one layer) and batch 16: for a loaded 2-core machine
-        params["encoder_overrides"]["text"].update(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                                   intermediate_size=64)
+        config.encoder_overrides["text"].update(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                                intermediate_size=64)
         image.update(hidden_size=32, widths=[8, 8, 16])
-        params.update(batch_size=16, max_text_length=64)
-    columns = params.pop("columns")
-    return Classifier(path=str(run_dir), **params, **{k: v for k, v in columns.items() if k in ("label", "image")})
+        config.batch_size, config.max_text_length = 16, 64
+    return Classifier.from_config(config, path=run_dir)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=2000)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=None, help="default: the auto recipe's choice")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dropout", type=float, nargs="+", default=[0.0, 0.1, 0.3],
                         help="modality_dropout values to train with (the demo uses 0.1)")
@@ -65,7 +64,7 @@ def main() -> None:
     data = write_synthetic(work / "data", items=args.items, seed=args.seed)
     conditions = [("full", {})] + [(f"without-{m}", {"drop_modality": m}) for m in ("image", "text")]
     conditions += [(f"{name}:{s}", {"corrupt": f"{name}:{s}"}) for name in CORRUPTIONS for s in args.severities]
-    results: dict = {"items": args.items, "epochs": args.epochs, "seed": args.seed, "model": "fluid (demo_config)",
+    results: dict = {"items": args.items, "epochs": args.epochs or "recipe auto", "seed": args.seed, "model": "fluid (demo_config)",
                      "image_encoder_input": {"image_size": args.image_size}
                      if args.image_size else "demo default", "small_encoders": args.small,
                      "command": "python benchmarks/robustness.py " + " ".join(sys.argv[1:]),
