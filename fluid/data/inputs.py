@@ -81,16 +81,11 @@ def read_input(data: Any, columns: Columns, *, split: str | None = None, require
         present = not isinstance(data, pd.DataFrame) or column in data.columns
         return column if column is not None and (require_label or present) else None
 
-    catalogue = read_catalogue(
-        data, text_cols=columns.text, image_col=columns.image,
-        label_col=columns.label if require_label else None,  # prediction never needs the label
-        id_col=optional(columns.id), language_col=optional(columns.language),
-        label_source_col=optional(columns.label_source),
-        image_root=columns.image_root, on_bad_row=on_bad_row, require_label=require_label,
-        memory_map_rows=memory_map_rows,
-        **({"encoding": columns.encoding, "delimiter": columns.delimiter}
-           if not isinstance(data, pd.DataFrame) else {}),
-    )
+    wanted = dataclasses.replace(columns, label=columns.label if require_label else None,  # prediction needs none
+                                 id=optional(columns.id), language=optional(columns.language),
+                                 label_source=optional(columns.label_source))
+    catalogue = read_catalogue(data, columns=wanted, on_bad_row=on_bad_row, require_label=require_label,
+                               memory_map_rows=memory_map_rows)
     if isinstance(data, pd.DataFrame) and not require_label and data.index.is_unique:
         # Keep every input row; rows the reader could not use come back empty and are reported as unscorable.
         frame = catalogue.frame.reindex(data.index)

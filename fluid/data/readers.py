@@ -26,6 +26,7 @@ from fluid.data.report import DEFAULT_POLICY
 from fluid.data.schema import ID, LABEL_SOURCE, LANGUAGE, Catalogue
 from fluid.data.store import MEMORY_MAP_ROWS
 from fluid.data.stream import Chunk, Gathered, gather, parsed_chunks
+from fluid.config import Columns
 from fluid.errors import OptionError
 
 __all__ = ["read_table", "normalize_frame", "read_catalogue", "detect_encoding", "TABLE_SUFFIXES"]
@@ -351,6 +352,17 @@ def parse_delimiter(delimiter: str | None, fmt: str, path: Path) -> str | None:
     return value
 
 
+def column_options(columns: Columns, *, file: bool = True) -> dict[str, Any]:
+    """The readers' keyword options for a :class:`~fluid.config.Columns` (a file's also get its encoding and
+    delimiter)."""
+    options = {"text_cols": columns.text, "image_col": columns.image, "label_col": columns.label,
+               "id_col": columns.id, "language_col": columns.language, "label_source_col": columns.label_source,
+               "image_root": columns.image_root}
+    if file:
+        options.update(encoding=columns.encoding, delimiter=columns.delimiter)
+    return options
+
+
 def _is_json_array(path: Path, fmt: str) -> bool:
     """A ``.json`` file holding one array of records (parsed whole); any other JSON file is JSON lines."""
     return fmt == "json" and _first_char(path) == "["
@@ -593,9 +605,13 @@ def read_catalogue(
     require_label: bool = False,
     memory_map_rows: int | None = MEMORY_MAP_ROWS,
     workers: int = 0,
-    **columns: Any,
+    columns: Columns | None = None,
+    **options: Any,
 ) -> Catalogue:
     """Read anything FLUID accepts as a catalogue.
+
+    Which columns hold what comes as a :class:`fluid.config.Columns` (``columns``, the run configuration's own
+    record) or as the readers' keyword options (``text_cols=``, ``image_col=``, ...), not both.
 
     Files of at least ``memory_map_rows`` rows (``None``: never) keep their text in memory-mapped temporary
     files (:mod:`fluid.data.store`); in-memory DataFrames stay in RAM. ``workers`` > 0 parses files in a
@@ -610,6 +626,11 @@ def read_catalogue(
 
     Anything else raises ``TypeError`` listing the accepted inputs.
     """
+    if columns is not None:
+        if options:
+            raise OptionError(f"give the columns as a Columns or as keyword options, not both (got {sorted(options)})")
+        options = column_options(columns, file=not isinstance(path_or_frame, pd.DataFrame))
+    columns = options
     if isinstance(path_or_frame, Catalogue):
         return path_or_frame
     if isinstance(path_or_frame, pd.DataFrame):

@@ -49,3 +49,21 @@ def test_a_bad_delimiter_is_a_one_line_error_naming_the_file(tmp_path):
     pd.DataFrame(ROWS).to_parquet(parquet)
     with pytest.raises(ValueError, match="products.parquet: --delimiter applies to CSV / TSV files"):
         read_table(parquet, image_col=None, delimiter=";")
+
+
+def test_readers_take_the_run_configs_columns(tmp_path):
+    """read_catalogue(columns=Columns(...)) reads what the keyword options read; giving both is an error."""
+    from fluid.data import read_catalogue
+    from fluid.errors import OptionError
+
+    path = tmp_path / "products.csv"
+    pd.DataFrame([{"sku": r["id"], "title": r["text"], "category": r["label"]} for r in ROWS]).to_csv(path, index=False)
+    columns = Columns(label="category", text=["title"], image=None, id="sku")
+    by_columns = read_catalogue(path, columns=columns).frame
+    by_keywords = read_catalogue(path, label_col="category", text_cols=["title"], image_col=None, id_col="sku").frame
+    pd.testing.assert_frame_equal(by_columns, by_keywords)
+    assert by_columns["id"].tolist() == ["1", "2"] and by_columns["label"].tolist() == ["shirt", "coat"]
+    frame = pd.read_csv(path, dtype=str)
+    assert read_catalogue(frame, columns=columns).frame["text"].tolist() == by_columns["text"].tolist()
+    with pytest.raises(OptionError, match="not both"):
+        read_catalogue(path, columns=columns, label_col="category")
