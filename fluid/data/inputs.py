@@ -17,7 +17,7 @@ from fluid.data.images import load_image
 from fluid.data.glami import find_glami
 from fluid.data.readers import Catalogue, read_catalogue
 from fluid.data.report import DEFAULT_POLICY
-from fluid.data.schema import MAX_TEXT_CHARS
+from fluid.data.schema import MAX_TEXT_CHARS, has_value
 
 def canonical_text(value: Any) -> str | None:
     """One text cell as the catalogue readers leave it: whitespace trimmed (Unicode), empty -> None, cut to
@@ -33,7 +33,7 @@ def canonical_text(value: Any) -> str | None:
 def decoded_image(cell: Any, image_root=None) -> Image.Image | None:
     """One image cell decoded as the readers' dataset decodes it (:func:`~fluid.data.images.load_image`): None
     for a missing cell; an RGB image already within the decoding limits is used as it is (no second decode)."""
-    if cell is None or (isinstance(cell, (str, bytes)) and not cell):
+    if not has_value(cell):
         return None
     if isinstance(cell, Image.Image) and cell.mode == "RGB" and max(cell.size) <= images.MAX_DECODED_SIDE:
         return cell

@@ -15,11 +15,8 @@ from fluid.config import RunConfig
 from fluid.data.dataset import IMAGE_PROBLEM, ColumnCells, unreadable_image_reason
 from fluid.learners.base import FitOptions, TrainingData, TrainOutcome
 from fluid.learners.run_directory import RunDirectory
-from fluid.learners.scores import Scores, unreadable_rows
+from fluid.learners.scores import UNREADABLE_EXAMPLES, Scores, unreadable_rows
 from fluid.training.device import resolve_device
-
-#: Unreadable images listed per split in bad_rows.json (all are counted).
-UNREADABLE_EXAMPLES = 20
 
 
 class DeepLearner:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from fluid.data.schema import has_value, scorable_rows
-from fluid.learners.scores import Scores
+from fluid.learners.scores import UNREADABLE_EXAMPLES, Scores
 
 #: The string columns of a prediction table besides the labels.
 TEXT_COLUMNS = ("id", "missing", "image_problem", "error")
@@ -27,8 +27,8 @@ def score_items(learner, items: list[dict]) -> tuple[dict, np.ndarray, Scores]:
     without the catalogue reader: each text normalised and each image decoded as the reader does
     (:func:`fluid.data.inputs.canonical_text`, :func:`~fluid.data.inputs.decoded_image`; an RGB image already
     decoded within the limits is not decoded again). Returns ``({"text": [...], "image": [...]}, ok, scores)`` for
-    :func:`top_k_results`:
-    an image that cannot be decoded is scored as missing and reported in ``scores.unreadable``."""
+    :func:`top_k_results`: an image that cannot be decoded is scored as missing and reported in
+    ``scores.unreadable``. A cell is missing by the readers' rule (:func:`fluid.data.schema.has_value`)."""
     from fluid.data import BadImageError
     from fluid.data.inputs import canonical_text, decoded_image
 
@@ -36,7 +36,7 @@ def score_items(learner, items: list[dict]) -> tuple[dict, np.ndarray, Scores]:
     for position, item in enumerate(items):
         texts.append(canonical_text(item.get("text")))
         cell = item.get("image")
-        cells.append(None if cell is None or (isinstance(cell, (str, bytes)) and not cell) else cell)
+        cells.append(cell if has_value(cell) else None)
         try:
             images.append(decoded_image(cells[-1]))
         except BadImageError as error:
@@ -52,8 +52,8 @@ def score_items(learner, items: list[dict]) -> tuple[dict, np.ndarray, Scores]:
 
 def top_k_results(frame: pd.DataFrame | dict, ok: np.ndarray, scores: Scores, classes: list[str], k: int,
                   chosen_experts: Callable[[np.ndarray], list[dict]]) -> list[dict]:
-    """One result per row of ``frame`` (its ``text`` and ``image`` columns; ``ok``: the rows that were scored, in order, into ``scores``):
-    ``{"labels": [{"label", "probability"}...k], "gate": [l floats] | None, "gate_mean": float | None,
+    """One result per row of ``frame`` (its ``text`` and ``image`` columns; ``ok``: the rows that were scored, in
+    order, into ``scores``): ``{"labels": [{"label", "probability"}...k], "gate": [l floats] | None, "gate_mean": float | None,
     "experts": [{"expert", "weight"}...] | None, "missing": ["image"|"text"...]}``. ``experts`` are the MoE
     experts the item was routed to (at most the head's top_k, weights renormalised to sum to 1, largest first).
     An image that failed to decode is missing: ``missing`` names it and ``image_problem`` says why; an item with
@@ -109,7 +109,7 @@ def scored_metrics(frame: pd.DataFrame, scores: Scores, classes: list[str], *, n
     metrics["drop_modality"] = drop_modality
     metrics["corruption"] = corruption.label if corruption is not None else None
     metrics["n_unreadable_image"] = len(scores.unreadable)
-    metrics["unreadable_images"] = scores.unreadable_rows(frame, limit=20)
+    metrics["unreadable_images"] = scores.unreadable_rows(frame, limit=UNREADABLE_EXAMPLES)
     if scores.gate is not None:
         metrics["gate_mean"] = float(scores.gate.mean())
         metrics["gate_histogram"] = np.histogram(scores.gate.mean(axis=1), bins=10, range=(0, 1))[0].tolist()

@@ -41,10 +41,6 @@ FLOOR_DIR = "floor"
 CANDIDATES_DIR = "candidates"
 CHECKPOINT_DIR = "checkpoints"
 ENCODERS_DIR = "encoders"
-#: What a run directory may hold besides the weights' companions (``fluid.baselines`` adds its state file).
-RUN_FILES = (CONFIG_FILE, LABELS_FILE, WEIGHTS_FILE, METRICS_FILE, SPLIT_FILE, RECIPE_FILE, REPORT_FILE,
-             BAD_ROWS_FILE)
-RUN_DIRS = (ENCODERS_DIR, "plots")
 #: Files that travel with a model when it is saved elsewhere (the weights, config and labels are rewritten).
 RECORDS = (SPLIT_FILE, RECIPE_FILE, REPORT_FILE, BAD_ROWS_FILE)
 

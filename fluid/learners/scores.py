@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+#: Unreadable images listed by example (in metrics.json and bad_rows.json); all of them are counted.
+UNREADABLE_EXAMPLES = 20
+
 
 @dataclass
 class Scores:
