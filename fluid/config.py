@@ -9,6 +9,7 @@ top-2, λ = 1/3 …) live in the head's own config (:mod:`fluid.model`) and are 
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -38,6 +39,12 @@ class Columns:
     image_root: str | None = None
     encoding: str | None = None
     delimiter: str | None = None  # a CSV / TSV file's field separator (None: detected)
+
+
+def cache_home() -> Path:
+    """FLUID's cache folder, under which the feature cache and converted models live by default:
+    ``$XDG_CACHE_HOME/fluid``, else ``~/.cache/fluid`` (read at call time)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fluid"
 
 
 #: The column keywords of ``Classifier`` and ``RunConfig.from_keywords``: the fields of :class:`Columns`.

@@ -60,6 +60,8 @@ from typing import Any
 
 import numpy as np
 
+from fluid.config import cache_home
+
 from .hub import EncoderLoadError
 
 PRESET = "e5-small"
@@ -498,8 +500,7 @@ def models_dir() -> Path:
     (``~/.cache/fluid/models``), beside the feature cache's default ``~/.cache/fluid/features``."""
     if os.environ.get(MODELS_ENV):
         return Path(os.environ[MODELS_ENV]).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "fluid" / "models"
+    return cache_home() / "models"
 
 
 def _complete(folder: Path) -> bool:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from fluid.config import cache_home
 from fluid.data.dataset import ColumnCells
 from fluid.data.problems import Problem
 from fluid.data.errors import BadImageError
@@ -44,8 +45,7 @@ def cache_root(setting: str | None) -> Path | None:
     if setting == "auto":
         if os.environ.get(CACHE_ENV):
             return Path(os.environ[CACHE_ENV])
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        return base / "fluid" / "features"
+        return cache_home() / "features"
     return Path(setting)
 
 
