@@ -71,7 +71,8 @@ def train(
     config: Optional[Path] = typer.Option(None, help="YAML config file (keys of config.yaml); options win."),
     epochs: Optional[int] = typer.Option(None), batch_size: Optional[int] = typer.Option(None),
     lr: Optional[float] = typer.Option(None),
-    text_encoder: Optional[str] = typer.Option(None, help="Hub name, local dir, 'tiny', or 'minilm' (packaged)."),
+    text_encoder: Optional[str] = typer.Option(None, help="Hub name, local dir, 'tiny', or a packaged preset "
+                                                         "(minilm: English; e5-small: ~100 languages)."),
     image_encoder: Optional[str] = typer.Option(None, help="Hub name, local dir, 'tiny', or a packaged preset "
                                                            "(efficientnet-lite0, efficientnet-lite2)."),
     freeze: Optional[bool] = typer.Option(None, "--freeze/--no-freeze",

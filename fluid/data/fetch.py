@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
 from fluid.data.glami import GLAMI_DIR, GLAMI_ZIP, find_glami, glami_csv_name
+from fluid.progress import progress_bar
 
 __all__ = ["GLAMI_URL", "GLAMI_SHA256", "DATASETS", "FetchError", "FetchResult", "fetch_glami",
            "check_glami_zip", "part_path", "human_size"]
@@ -235,22 +236,6 @@ def human_size(n: int | float) -> str:
 
 
 @contextlib.contextmanager
-def _progress_bar(enabled: bool, console: Any, total: int | None, completed: int) -> Iterator[Any]:
-    """A rich bar (bytes, speed, ETA) when enabled; else a callable that does nothing."""
-    if not enabled:
-        yield lambda advance: None
-        return
-    from rich.progress import (
-        BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
-    )
-
-    with Progress(TextColumn("[bold]GLAMI-1M"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False) as progress:
-        task = progress.add_task("download", total=total, completed=completed)
-        yield lambda advance: progress.advance(task, advance)
-
-
-@contextlib.contextmanager
 def _locked(path: Path) -> Iterator[IO[bytes]]:
     """``path`` opened for appending and reading, with an exclusive lock (POSIX) so that two fetches into
     the same folder do not write the same part file."""
@@ -405,7 +390,8 @@ def _download(url: str, f: IO[bytes], part: Path, timeout: float, progress: bool
     f.seek(0, os.SEEK_END)
     done = start
     try:
-        with response.body, _progress_bar(progress, console, total, start) as advance:
+        with response.body, progress_bar("GLAMI-1M", total, enabled=progress, unit="bytes", completed=start,
+                                             console=console) as advance:
             for block in _chunks(response.body):
                 f.write(block)
                 digest.update(block)

@@ -55,6 +55,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from fluid.atomic import write_json_atomic
+from fluid.progress import progress_bar
 
 from .base import Encoder, EncoderOutput, _json_default
 
@@ -471,15 +472,12 @@ class FeatureCache:
                                 collate_fn=_as_is)
             counts: list[np.ndarray] = []
             problems: dict[str, str] = {}
-            from rich.console import Console
-            from rich.progress import Progress
-
             was_training = encoder.training
             encoder.eval()
             try:
-                with Progress(console=Console(stderr=True), transient=True, disable=not progress) as bar, \
+                with progress_bar(f"caching {encoder.kind} features", len(batches), enabled=progress,
+                                  transient=True) as advance, \
                         open(tmp / "tokens.f16", "wb") as f, torch.inference_mode():
-                    task = bar.add_task(f"caching {encoder.kind} features", total=len(batches))
                     for prepared, batch_problems in loader:
                         prepared = {k: v.to(device, non_blocking=pin) for k, v in prepared.items()}
                         out = encoder(prepared)
@@ -487,7 +485,7 @@ class FeatureCache:
                         f.write(np.ascontiguousarray(real))  # one write per batch; no copy (already C order)
                         counts.append(batch_counts)
                         problems.update({ids[i]: str(reason) for i, reason in batch_problems.items()})
-                        bar.advance(task)
+                        advance(1)
             finally:
                 encoder.train(was_training)
             per_item = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)

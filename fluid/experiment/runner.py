@@ -28,6 +28,7 @@ import pandas as pd
 
 from fluid.atomic import atomic_path, write_json
 from fluid.model import available_models, head_spec, is_classical
+from fluid.training.checkpoints import last_checkpoint
 
 log = logging.getLogger("fluid")
 
@@ -249,7 +250,7 @@ def _classifier(row: Row, run_dir: Path):
 def train_and_evaluate(row: Row, data: ExperimentData, run_dir: Path, *, progress: bool) -> dict:
     """Trains one row into ``run_dir`` and evaluates it on the test split three times (full input, image
     removed, text removed). Returns the row record stored in ``rows/<key>.json``."""
-    resume = (run_dir / "checkpoints" / "last.ckpt").exists() and not is_classical(row.model)
+    resume = last_checkpoint(run_dir).exists() and not is_classical(row.model)
     if not resume and run_dir.exists():
         shutil.rmtree(run_dir)
     classifier = _classifier(row, run_dir)

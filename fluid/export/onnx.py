@@ -387,6 +387,7 @@ def _sidecar(classifier, graph: _Graph, part: str, output_names: list[str], axes
         preprocessing["text"] = {
             "tokenizer_dir": str(run_dir / "encoders" / "text") if run_dir else None,
             "max_length": network.text_encoder.max_length, "padding": "longest", "truncation": True,
+            "text_prefix": network.text_encoder.text_prefix,
             "missing_text": "tokenise \"\" and set its attention_mask row to 0",
             "encoder_source": network.text_encoder.source}
     if network.image_encoder is not None:

@@ -16,6 +16,7 @@ from fluid.data.dataset import IMAGE_PROBLEM, ColumnCells, unreadable_image_reas
 from fluid.learners.base import FitOptions, TrainingData, TrainOutcome
 from fluid.learners.run_directory import RunDirectory
 from fluid.learners.scores import UNREADABLE_EXAMPLES, Scores, unreadable_rows
+from fluid.progress import progress_bar
 from fluid.training.device import resolve_device
 
 
@@ -153,16 +154,13 @@ class DeepLearner:
     @torch.no_grad()
     def score(self, frame: pd.DataFrame, image_root, *, drop_modality: str | None = None,
               want_embedding: bool = False, corruption=None, progress: bool = False) -> Scores:
-        from rich.progress import Progress
-
         device = self._ready()
         loader = self.loader(frame, image_root, shuffle=False, drop_modality=drop_modality, corruption=corruption)
         outputs = _Outputs(want_embedding)
-        with Progress(transient=True, disable=not progress) as bar:
-            task = bar.add_task("scoring", total=len(frame))
+        with progress_bar("scoring", len(frame), enabled=progress, transient=True) as advance:
             for batch in loader:
                 outputs.add(self._forward(batch, device), batch)
-                bar.advance(task, len(batch["label"]))
+                advance(len(batch["label"]))
         return outputs.scores(len(self.classes))
 
     @torch.no_grad()

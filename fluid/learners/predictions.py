@@ -10,6 +10,7 @@ import pandas as pd
 
 from fluid.data.schema import has_value, scorable_rows
 from fluid.learners.scores import UNREADABLE_EXAMPLES, Scores
+from fluid.progress import progress_bar
 
 #: The string columns of a prediction table besides the labels.
 TEXT_COLUMNS = ("id", "missing", "image_problem", "error")
@@ -188,15 +189,13 @@ def write_predictions(learner, catalogue, out: Path, *, top_k: int, chunk_size: 
     name, then renamed). Returns ``{"n_items", "n_scored", "n_unscorable", "n_unreadable_images",
     "n_dropped_by_reader", "bad_rows", "path"}``: rows the reader could not use at all are counted in
     ``n_dropped_by_reader`` and described in ``bad_rows``."""
-    from rich.progress import Progress
-
     from fluid.atomic import atomic_path
 
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise ValueError(f"{out}: the output must end in .csv or .parquet")
     frame, n_unscorable, n_unreadable = catalogue.frame, 0, 0
-    with atomic_path(out) as tmp, Progress(disable=not progress) as bar:
-        writer, task = TableWriter(tmp, csv=out.suffix.lower() == ".csv"), bar.add_task("scoring", total=len(frame))
+    with atomic_path(out) as tmp, progress_bar("scoring", len(frame), enabled=progress) as advance:
+        writer = TableWriter(tmp, csv=out.suffix.lower() == ".csv")
         for start in range(0, len(frame), chunk_size):
             chunk = frame.iloc[start:start + chunk_size]
             ok = scorable_rows(chunk).to_numpy()
@@ -206,7 +205,7 @@ def write_predictions(learner, catalogue, out: Path, *, top_k: int, chunk_size: 
             n_unscorable += int(table["error"].notna().sum())
             n_unreadable += int(table["image_problem"].notna().sum())
             writer.append(table)
-            bar.advance(task, len(chunk))
+            advance(len(chunk))
         writer.close(top_k)
     return {"n_items": len(frame), "n_scored": len(frame) - n_unscorable, "n_unscorable": n_unscorable,
             "n_unreadable_images": n_unreadable, "n_dropped_by_reader": catalogue.report.dropped_rows,

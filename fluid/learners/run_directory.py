@@ -28,6 +28,7 @@ import pandas as pd
 
 from fluid.atomic import atomic_path, write_json
 from fluid.config import RunConfig
+from fluid.training.checkpoints import last_checkpoint
 
 CONFIG_FILE = "config.yaml"
 LABELS_FILE = "labels.json"
@@ -39,7 +40,6 @@ BAD_ROWS_FILE = "bad_rows.json"
 REPORT_FILE = "report.md"
 FLOOR_DIR = "floor"
 CANDIDATES_DIR = "candidates"
-CHECKPOINT_DIR = "checkpoints"
 ENCODERS_DIR = "encoders"
 #: Files that travel with a model when it is saved elsewhere (the weights, config and labels are rewritten).
 RECORDS = (SPLIT_FILE, RECIPE_FILE, REPORT_FILE, BAD_ROWS_FILE)
@@ -67,7 +67,7 @@ class RunDirectory:
 
     @property
     def last_checkpoint(self) -> Path:
-        return self.path / CHECKPOINT_DIR / "last.ckpt"
+        return last_checkpoint(self.path)
 
     def floor(self) -> "RunDirectory":
         return RunDirectory(self.path / FLOOR_DIR)

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fluid.progress import progress_bar
+
 __all__ = ["CANONICAL_COLUMNS", "cross_fit_proba", "fold_assignment"]
 
 #: Column options that make a :class:`fluid.Classifier` read a canonical frame (``fluid.data.schema``) as is.
@@ -59,14 +61,6 @@ def cross_fit_proba(params: dict[str, Any], frame: pd.DataFrame, classes: list[s
         np.ndarray: N x C probabilities (rows sum to 1), row i scored by the model that did not train on it.
         A class absent from a fold's training part gets probability 0 from that fold's model.
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
     from fluid.api import Classifier
 
     index = {c: i for i, c in enumerate(classes)}
@@ -78,10 +72,7 @@ def cross_fit_proba(params: dict[str, Any], frame: pd.DataFrame, classes: list[s
     assignment = fold_assignment(labels, folds, seed)
     fold_params = {**params, **CANONICAL_COLUMNS, "seed": seed, "floor": False}  # folds score; no floor each
     proba = np.zeros((len(frame), len(classes)), dtype=np.float64)
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(),
-                  disable=not progress) as bar:
-        task = bar.add_task("cross-fitting folds", total=folds)
+    with progress_bar("cross-fitting folds", folds, enabled=progress) as advance:
         for fold in range(folds):
             held_out = assignment == fold
             with tempfile.TemporaryDirectory(prefix=f"fluid-review-fold{fold}-") as run_dir, warnings.catch_warnings():
@@ -91,5 +82,5 @@ def cross_fit_proba(params: dict[str, Any], frame: pd.DataFrame, classes: list[s
                 fold_proba = model.predict_proba(frame[held_out])
             for name in fold_proba.columns:
                 proba[held_out, index[name]] = fold_proba[name].to_numpy()
-            bar.advance(task)
+            advance(1)
     return proba

@@ -16,18 +16,16 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar, Timer
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from fluid.atomic import atomic_path
 from fluid.config import RunConfig
+from fluid.progress import LIGHTNING_CONSOLE
+from fluid.training.checkpoints import BEST_NAME, CHECKPOINT_DIR, LAST_CHECKPOINT, LAST_NAME, load_checkpoint
 from fluid.training.module import ClassificationModule
 from fluid.training.network import MultimodalNetwork
-
-CHECKPOINT_DIR = "checkpoints"
-LAST_CHECKPOINT = "last.ckpt"
-BEST_CHECKPOINT = "best.ckpt"
 
 #: Lightning loggers whose informational lines (devices found, and the like) are silenced while FLUID trains.
 QUIET_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric")
@@ -81,20 +79,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.fsync(f.fileno())
 
 
-def load_checkpoint(path: Path) -> dict:
-    """Loads a checkpoint with ``weights_only=True`` (plain tensors and containers; no code can run) and turns
-    torch's error for anything else (a pickled object, a truncated file) into one that names the file."""
-    import pickle
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as error:
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ValueError(f"{path}: refused to load this checkpoint: it is not a plain PyTorch weights file (it "
-                         f"may carry a pickled Python object, which FLUID never unpickles, or be truncated): "
-                         f"{first_line}") from None
-
-
 def _monitor_mode(monitor: str) -> str:
     return "min" if monitor.endswith("loss") else "max"
 
@@ -123,10 +107,10 @@ def train_network(network: MultimodalNetwork, cfg: RunConfig, *, num_classes: in
                                   schedule=cfg.schedule, seed=cfg.seed)
     checkpoint_dir = run_dir / CHECKPOINT_DIR
     mode = _monitor_mode(cfg.monitor)
-    best = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=cfg.monitor, mode=mode,
+    best = ModelCheckpoint(dirpath=checkpoint_dir, filename=BEST_NAME, monitor=cfg.monitor, mode=mode,
                            save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False)
     # Lightning's save_last only writes when the best improves; this one writes every epoch and on a crash.
-    last = ModelCheckpoint(dirpath=checkpoint_dir, filename="last", monitor=None, save_top_k=1,
+    last = ModelCheckpoint(dirpath=checkpoint_dir, filename=LAST_NAME, monitor=None, save_top_k=1,
                            save_on_exception=True, enable_version_counter=False, auto_insert_metric_name=False)
     callbacks = [best, last]
     if cfg.patience:
@@ -163,7 +147,7 @@ def _fit(module: ClassificationModule, cfg: RunConfig, run_dir: Path, callbacks:
         accelerator="auto",
         devices=devices,
         precision=cfg.precision,
-        callbacks=callbacks,
+        callbacks=[*callbacks, RichProgressBar(console_kwargs=LIGHTNING_CONSOLE)] if progress else callbacks,
         logger=CSVLogger(str(run_dir), name="log", version=_log_version(run_dir / "log", resume)),
         deterministic=True if on_cpu else "warn",
         enable_progress_bar=progress,

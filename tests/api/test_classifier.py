@@ -207,3 +207,11 @@ def test_evaluate_with_no_label_known_to_the_model_reports_it_instead_of_crashin
     assert metrics["accuracy"] == 0.0 and metrics["n_unknown_label"] == metrics["n_items"] == 60
     assert metrics["unknown_labels"] == ["cat-purple"]
     assert np.asarray(metrics["confusion_matrix"]).sum() == 0
+
+
+def test_training_progress_goes_to_stderr_and_stdout_stays_clean(product_frame, tmp_path, capsys):
+    frame, root = product_frame
+    make(root, epochs=1, floor=False, path=str(tmp_path / "run")).fit(frame, seed=0, progress=True, verbose=False)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "Epoch 0/0" in err  # Lightning's rich bar, on the one progress stream

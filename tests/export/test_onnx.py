@@ -1,6 +1,7 @@
 """ONNX export: onnxruntime reproduces PyTorch (head and full model, every registered head), the sidecar is
 enough to serve the file without fluid, and the CLI writes both files."""
 
+import copy
 import json
 from pathlib import Path
 
@@ -48,9 +49,14 @@ def _docs_onnx_predict():
 
 
 @pytest.mark.slow
-def test_full_export_serves_like_the_classifier(classifier, tmp_path):
+@pytest.mark.parametrize("text_prefix", ["", "passage: "])
+def test_full_export_serves_like_the_classifier(classifier, tmp_path, text_prefix):
+    if text_prefix:  # an e5-style encoder: the sidecar must carry the prefix the model was trained with
+        classifier = copy.deepcopy(classifier)
+        classifier.network.text_encoder.preprocessor.text_prefix = text_prefix
     out = tmp_path / "model.onnx"
     sidecar = export_onnx(classifier, out, part="full")
+    assert sidecar["preprocessing"]["text"]["text_prefix"] == text_prefix
     assert out.is_file() and sidecar_path(out).is_file()
     assert json.loads(sidecar_path(out).read_text()) == sidecar
     assert sidecar["part"] == "full" and sidecar["classes"] == classifier.classes_
