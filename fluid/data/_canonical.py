@@ -1,4 +1,5 @@
-"""Shared machinery: turn raw columns into the canonical frame, find bad rows, apply the bad-row policy.
+"""Shared machinery: turn raw columns into the canonical frame, find bad rows (one validator per kind of problem),
+apply the bad-row policy.
 
 Everything here is vectorised over rows except the per-cell classification of image cells of generic
 catalogues (mixed types: paths, bytes, PIL images), which is a plain loop.
@@ -9,8 +10,9 @@ from __future__ import annotations
 import functools
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, ParamSpec, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Mapping, ParamSpec, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -219,169 +221,237 @@ def classify_images(
     return out, problems
 
 
-def canonical(
-    *,
-    index: pd.Index,
-    ids: Strings | None,
-    text: Strings,
-    image: Strings,
-    label: np.ndarray | None,
-    language: np.ndarray | None,
-    label_source: np.ndarray | None,
-    image_problems: dict[str, dict[int, str]] | None,
-    has_text: bool,
-    has_image: bool,
-    source: str,
-    on_bad_row: str,
-    require_label: bool,
-    image_root: Path | None,
-    split: str | None,
-    max_examples: int = 5,
-    memory_mapped: bool = False,
-) -> Catalogue:
-    """Assemble the canonical frame, detect and count bad rows, and apply ``on_bad_row``.
+@dataclass(frozen=True, eq=False, kw_only=True)
+class CanonicalColumns:
+    """One catalogue's columns (n rows each) as a reader converted them, for :func:`canonical`.
 
+    ``index``: the frame's index, n labels (the file's row numbers or the DataFrame's index).
     ``ids`` / ``text`` / ``image``: Arrow strings (kept as the frame's buffers, no Python string per row) or
-    object arrays (``image`` may hold bytes / PIL images; it then stays an object column).
+    object arrays (``image`` may hold bytes / PIL images; it then stays an object column); ``ids`` None: the
+    source has no id column and the index labels are the ids.
     ``label`` / ``language`` / ``label_source``: object arrays of ``str`` / None whose equal strings share an
     object (:func:`shared_strings`, per chunk), or None when absent.
+    ``cell_problems``: ``{reason: {row position: detail}}`` found while converting the cells (the image reasons,
+    ``text-invalid``).
+    ``has_text`` / ``has_image``: the source has text columns / an image column.
     ``memory_mapped``: the Arrow strings are memory-mapped (:class:`~fluid.data.store.StringColumns`); the frame
-    is marked so, and dropping bad rows writes the kept text to new mapped files instead of RAM."""
+    is marked so, and dropping bad rows writes the kept text to new mapped files instead of RAM.
+    """
+
+    index: pd.Index
+    ids: Strings | None
+    text: Strings
+    image: Strings
+    label: np.ndarray | None
+    language: np.ndarray | None
+    label_source: np.ndarray | None
+    cell_problems: Mapping[str, Mapping[int, str]]
+    has_text: bool
+    has_image: bool
+    memory_mapped: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Flagged:
+    """The rows a validator flags for one reason. ``rows``: bool array, shape (n,). ``detail``: row position →
+    what is wrong with that row (asked only for flagged rows), the ``detail`` of the report's examples."""
+
+    rows: np.ndarray
+    detail: Callable[[int], str]
+
+
+def _always(detail: str) -> Callable[[int], str]:
+    return lambda _position: detail
+
+
+def missing_ids(ids: pa.ChunkedArray) -> Flagged:
+    """``id-missing``: rows whose id cell is empty (``ids``: n Arrow strings, empty → null); :func:`canonical`
+    uses their index label as id."""
+    return Flagged(_nulls(ids), _always("empty id; row number used"))
+
+
+def duplicate_ids(ids: pa.ChunkedArray, index: pd.Index) -> Flagged:
+    """``duplicate-id``: rows whose id an earlier row holds, i.e. every occurrence of an id after its first.
+    ``ids``: n Arrow strings, none missing; ``index``: the n row labels, the detail names the first row's."""
+    first_row = first_rows(ids)
+    return Flagged(first_row != np.arange(len(ids)),
+                   lambda i: f"id {ids[int(i)].as_py()!r} already used on row {_plain_label(index[int(first_row[i])])}")
+
+
+def cell_problems(problems: Mapping[str, Mapping[int, str]], n: int, *, has_image: bool) -> dict[str, Flagged]:
+    """The problems found while converting the cells (``{reason: {row position: detail}}``: the image reasons,
+    ``text-invalid``) as one :class:`Flagged` per reason, over ``n`` rows. Without an image column
+    (``has_image`` false) an empty image cell is no problem."""
+    flagged = {}
+    for reason, details in problems.items():
+        if reason == "image-empty" and not has_image:
+            continue
+        rows = np.zeros(n, dtype=bool)
+        rows[list(details)] = True
+        flagged[reason] = Flagged(rows, details.__getitem__)
+    return flagged
+
+
+def empty_text(text: pa.ChunkedArray) -> Flagged:
+    """``text-empty``: rows with no text (``text``: the n joined text cells, Arrow strings, empty → null)."""
+    return Flagged(_nulls(text), _always("all text columns are empty"))
+
+
+def huge_text(text: pa.ChunkedArray) -> Flagged:
+    """``text-huge``: rows whose text (n Arrow strings) is longer than :data:`MAX_TEXT_CHARS` characters. They are
+    kept, their text cut to that length (no encoder reads further, and tokenizing megabytes per item per epoch
+    would stall training)."""
+    if len(text) == 0:
+        return Flagged(np.zeros(0, dtype=bool), _always(""))
+    lengths = np.asarray(pc.fill_null(pc.utf8_length(text), 0).to_numpy(), dtype=np.int64)
+    return Flagged(lengths > MAX_TEXT_CHARS, lambda i: f"{lengths[i]} characters, cut to {MAX_TEXT_CHARS}")
+
+
+def no_modality(text: pa.ChunkedArray, image: pa.ChunkedArray | np.ndarray) -> Flagged:
+    """``no-modality``: rows with neither text nor image. ``text``: n Arrow strings, empty → null; ``image``: n
+    image paths as Arrow strings, or an object array (paths, bytes, PIL images; None or NaN when missing or
+    unusable)."""
+    image_missing = _nulls(image) if isinstance(image, pa.ChunkedArray) else pd.isna(image).astype(bool)
+    return Flagged(_nulls(text) & image_missing, _always("no usable text and no usable image"))
+
+
+def missing_labels(labels: np.ndarray, *, required: bool) -> Flagged:
+    """``label-missing``: rows without a label (``labels``: object array, shape (n,), of ``str`` / None) in a
+    labelled catalogue: labels are ``required``, or some row has one. With no label at all and none required, the
+    catalogue is unlabelled (e.g. to predict) and no row is flagged."""
+    missing = pd.isna(labels).astype(bool)
+    labelled = required or not missing.all()
+    return Flagged(missing if labelled else np.zeros(len(labels), dtype=bool), _always("empty label"))
+
+
+def canonical(columns: CanonicalColumns, *, source: str, on_bad_row: str, require_label: bool,
+              image_root: Path | None, split: str | None, max_examples: int = 5) -> Catalogue:
+    """The catalogue of ``columns``: its canonical frame, with the bad rows the validators above flag counted in its
+    report (``max_examples`` examples per reason) and ``on_bad_row`` applied: ``"fail"`` raises
+    :class:`~fluid.data.errors.BadRowError` for the first failing row; rows without text and image (and, with
+    ``require_label``, without a label) are dropped; ``"skip"`` also drops those with an image problem or no text."""
     policy = check_policy(on_bad_row)
-    n = len(index)
     report = BadRowReport(source, max_examples=max_examples)
-    report.total_rows = n
-    none = np.full(n, None, dtype=object)
-    image_problems = image_problems or {}
-
-    masks: dict[str, np.ndarray] = {}
-    details: dict[str, dict[int, str] | None] = {}
-
-    # ids
-    if ids is None:
-        id_arr = _index_strings(index)
-    else:
-        id_arr = chunked(ids)
-        if id_arr is None:
-            id_arr = chunked(np.array([None if pd.isna(v) else _cell_str(v) for v in ids], dtype=object))
-        missing_id = _nulls(id_arr)
-        if missing_id.any():
-            id_arr = pc.coalesce(id_arr.combine_chunks(), _index_strings(index).combine_chunks())
-            id_arr = pa.chunked_array([id_arr], type=_T)
-            masks["id-missing"] = missing_id
-            details["id-missing"] = None
-    first_row = first_rows(id_arr)
-    dup = first_row != np.arange(n)
-    if dup.any():
-        masks["duplicate-id"] = dup
-        details["duplicate-id"] = None
-
-    def id_at(i: int) -> str:
-        return id_arr[int(i)].as_py()
-
-    # images
-    for reason, d in image_problems.items():
-        m = np.zeros(n, dtype=bool)
-        m[list(d)] = True
-        masks[reason] = m
-        details[reason] = d
-    if not has_image:
-        masks.pop("image-empty", None)
-    image_arr = chunked(image)
-    image_missing = _nulls(image_arr) if image_arr is not None else pd.isna(image).astype(bool)
-
-    # text
-    text_arr = chunked(text)
-    assert text_arr is not None, "text cells must be strings or missing"
-    text_missing = _nulls(text_arr)
-    if has_text and text_missing.any():
-        masks["text-empty"] = text_missing
-        details["text-empty"] = None
-    if n:
-        lengths = np.asarray(pc.fill_null(pc.utf8_length(text_arr), 0).to_numpy(), dtype=np.int64)
-        huge = lengths > MAX_TEXT_CHARS
-        if huge.any():
-            masks["text-huge"] = huge
-            details["text-huge"] = {int(i): f"{lengths[i]} characters, cut to {MAX_TEXT_CHARS}"
-                                    for i in np.flatnonzero(huge)[:max_examples]}
-            # No encoder reads that far, and tokenizing megabytes per item per epoch would stall training.
-            text_arr = _cut_huge(text_arr, huge)
-
-    # both modalities gone
-    no_mod = image_missing & text_missing
-    if no_mod.any():
-        masks["no-modality"] = no_mod
-        details["no-modality"] = None
-
-    # labels
-    if label is not None:
-        lab_missing = pd.isna(label).astype(bool)
-        labelled = require_label or (not lab_missing.all())
-        if labelled and lab_missing.any():
-            masks["label-missing"] = lab_missing
-            details["label-missing"] = None
-
-    # --- policy -------------------------------------------------------------------------------------
-    def failing(reason: str) -> bool:
-        if reason in _INFO_ONLY:
-            return False
-        if reason == "label-missing":
-            return require_label
-        return True
-
-    def detail(reason: str, pos: int) -> str:
-        if reason == "duplicate-id" and not (details.get(reason) and pos in details[reason]):
-            first = int(first_row[pos])
-            return f"id {id_at(pos)!r} already used on row {_plain_label(index[first])}"
-        return _detail(reason, pos, details.get(reason))
-
-    if policy == "fail":
-        first: tuple[int, str] | None = None
-        for reason, m in masks.items():
-            if not failing(reason):
-                continue
-            pos = int(np.argmax(m))
-            if first is None or pos < first[0] or (pos == first[0] and _prio(reason) < _prio(first[1])):
-                first = (pos, reason)
-        if first is not None:
-            pos, reason = first
-            raise BadRowError(source, _plain_label(index[pos]), id_at(pos), reason, detail(reason, pos))
-
-    drop_reasons: list[str] = ["no-modality"]
-    if require_label:
-        drop_reasons.append("label-missing")
-    if policy == "skip":
-        drop_reasons += [r for r in IMAGE_REASONS if r in masks] + (["text-empty"] if has_text else [])
-
-    drop = np.zeros(n, dtype=bool)
-    for reason in sorted(masks, key=_prio):
-        m = masks[reason]
-        examples = ((_plain_label(index[i]), id_at(i), detail(reason, int(i))) for i in np.flatnonzero(m)[:max_examples])
-        report.add_many(reason, int(m.sum()), examples)
-        if reason in drop_reasons:
-            report.add_dropped(reason, int((m & ~drop).sum()))
-            drop |= m
-
-    frame = pd.DataFrame(
-        {
-            ID: string_series(id_arr, index),
-            TEXT: string_series(text_arr, index),
-            IMAGE: string_series(image_arr, index) if image_arr is not None
-            else pd.Series(image, index=index, dtype=object),
-            LABEL: pd.Series(label if label is not None else none, index=index, dtype=object, copy=False),
-            LANGUAGE: pd.Series(language if language is not None else none, index=index, dtype=object, copy=False),
-            LABEL_SOURCE: pd.Series(label_source if label_source is not None else none, index=index, dtype=object,
-                                    copy=False),
-        },
-        columns=list(COLUMNS),
-        copy=False,
-    )
-    if memory_mapped:
+    index = columns.index
+    report.total_rows = len(index)
+    ids, id_missing = _ids(index, columns.ids)
+    text, image = chunked(columns.text), chunked(columns.image)
+    assert text is not None, "text cells must be strings or missing"
+    flagged = _validate(columns, ids, id_missing, text, image, require_label)
+    if "text-huge" in flagged:
+        text = _cut_huge(text, flagged["text-huge"].rows)
+    if policy == "fail" and (failure := _first_failure(flagged, require_label)) is not None:
+        position, reason = failure
+        raise BadRowError(source, _plain_label(index[position]), ids[position].as_py(), reason,
+                          flagged[reason].detail(position))
+    drop = _record(report, flagged, _dropped_reasons(policy, require_label), ids, index, max_examples)
+    frame = _frame(columns, ids, text, image)
+    if columns.memory_mapped:
         mark_memory_mapped(frame)
     if drop.any():
         frame = rows_where(frame, ~drop)
     report.kept_rows = len(frame)
     return Catalogue(frame=frame, image_root=image_root, source=source, report=report, split=split)
+
+
+def _ids(index: pd.Index, ids: Strings | None) -> tuple[pa.ChunkedArray, Flagged | None]:
+    """The ids as Arrow strings, the index label standing in for each missing one, and the rows missing theirs
+    (None without an id column: the index labels are the ids)."""
+    if ids is None:
+        return _index_strings(index), None
+    strings = chunked(ids)
+    if strings is None:
+        strings = chunked(np.array([None if pd.isna(v) else _cell_str(v) for v in ids], dtype=object))
+    missing = missing_ids(strings)
+    if missing.rows.any():
+        joined = pc.coalesce(strings.combine_chunks(), _index_strings(index).combine_chunks())
+        strings = pa.chunked_array([joined], type=_T)
+    return strings, missing
+
+
+def _validate(columns: CanonicalColumns, ids: pa.ChunkedArray, id_missing: Flagged | None, text: pa.ChunkedArray,
+              image: pa.ChunkedArray | None, require_label: bool) -> dict[str, Flagged]:
+    """Each validator's flagged rows by reason, the reasons that flag no row left out."""
+    flagged = {"id-missing": id_missing} if id_missing is not None else {}
+    flagged["duplicate-id"] = duplicate_ids(ids, columns.index)
+    flagged.update(cell_problems(columns.cell_problems, len(columns.index), has_image=columns.has_image))
+    if columns.has_text:
+        flagged["text-empty"] = empty_text(text)
+    flagged["text-huge"] = huge_text(text)
+    flagged["no-modality"] = no_modality(text, image if image is not None else columns.image)
+    if columns.label is not None:
+        flagged["label-missing"] = missing_labels(columns.label, required=require_label)
+    return {reason: found for reason, found in flagged.items() if found.rows.any()}
+
+
+def _fails(reason: str, require_label: bool) -> bool:
+    """Whether a row flagged for ``reason`` stops reading under ``on_bad_row="fail"``."""
+    if reason in _INFO_ONLY:
+        return False
+    return require_label if reason == "label-missing" else True
+
+
+def _first_failure(flagged: Mapping[str, Flagged], require_label: bool) -> tuple[int, str] | None:
+    """The first row position that fails and its reason (of several on that row, the first in :data:`REASONS`)."""
+    first: tuple[int, str] | None = None
+    for reason, found in flagged.items():
+        if not _fails(reason, require_label):
+            continue
+        position = int(np.argmax(found.rows))
+        if first is None or position < first[0] or (position == first[0] and _prio(reason) < _prio(first[1])):
+            first = (position, reason)
+    return first
+
+
+def _dropped_reasons(policy: str, require_label: bool) -> set[str]:
+    """The reasons whose rows ``policy`` drops."""
+    reasons = {"no-modality"}
+    if require_label:
+        reasons.add("label-missing")
+    if policy == "skip":
+        reasons.update((*IMAGE_REASONS, "text-empty"))
+    return reasons
+
+
+def _record(report: BadRowReport, flagged: Mapping[str, Flagged], dropped_reasons: set[str], ids: pa.ChunkedArray,
+            index: pd.Index, max_examples: int) -> np.ndarray:
+    """Count each reason's flagged rows in ``report`` (in the order of :data:`REASONS`, ``max_examples`` examples
+    each) and the rows dropped for ``dropped_reasons``, each under its first reason. Returns the rows to drop
+    (bool, shape (n,))."""
+    drop = np.zeros(len(index), dtype=bool)
+    for reason in sorted(flagged, key=_prio):
+        found = flagged[reason]
+        examples = ((_plain_label(index[i]), ids[int(i)].as_py(), found.detail(int(i)))
+                    for i in np.flatnonzero(found.rows)[:max_examples])
+        report.add_many(reason, int(found.rows.sum()), examples)
+        if reason in dropped_reasons:
+            report.add_dropped(reason, int((found.rows & ~drop).sum()))
+            drop |= found.rows
+    return drop
+
+
+def _frame(columns: CanonicalColumns, ids: pa.ChunkedArray, text: pa.ChunkedArray,
+           image: pa.ChunkedArray | None) -> pd.DataFrame:
+    """The canonical frame, every row of ``columns``; ``image`` None: ``columns.image`` stays an object column."""
+    index = columns.index
+    none = np.full(len(index), None, dtype=object)
+
+    def optional(values: np.ndarray | None) -> pd.Series:
+        return pd.Series(values if values is not None else none, index=index, dtype=object, copy=False)
+
+    return pd.DataFrame(
+        {
+            ID: string_series(ids, index),
+            TEXT: string_series(text, index),
+            IMAGE: string_series(image, index) if image is not None
+            else pd.Series(columns.image, index=index, dtype=object),
+            LABEL: optional(columns.label),
+            LANGUAGE: optional(columns.language),
+            LABEL_SOURCE: optional(columns.label_source),
+        },
+        columns=list(COLUMNS),
+        copy=False,
+    )
 
 
 def first_rows(values: pa.ChunkedArray) -> np.ndarray:
@@ -468,16 +538,3 @@ def _plain_label(x: Any) -> Any:
         return int(x)
     return x
 
-
-def _detail(reason: str, pos: int, d: dict[int, str] | None) -> str:
-    if d is not None and pos in d:
-        return d[pos]
-    if reason == "text-empty":
-        return "all text columns are empty"
-    if reason == "no-modality":
-        return "no usable text and no usable image"
-    if reason == "label-missing":
-        return "empty label"
-    if reason == "id-missing":
-        return "empty id; row number used"
-    return REASONS.get(reason, "")

@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fluid.data._canonical import (
-    CHUNK_ROWS, arrow_strings, canonical, join_text, releases_arrow_memory, require_columns, shared_strings, strings,
+    CHUNK_ROWS, CanonicalColumns, arrow_strings, canonical, join_text, releases_arrow_memory, require_columns,
+    shared_strings, strings,
 )
 from fluid.data.errors import ColumnError
 from fluid.data.images import _open_zip, zip_ref
@@ -217,7 +218,7 @@ def read_glami(
     produce = functools.partial(_chunks, loc, split, use, nrows, chunk_rows, prefix)
     gathered = gather(parsed_chunks(produce, workers=workers), ("ids", "text", "image"),
                       [key for key, column in _OPTIONAL_FROM if column in use], memory_map_rows=memory_map_rows)
-    return canonical(
+    columns = CanonicalColumns(
         index=pd.RangeIndex(gathered.rows),
         ids=gathered.strings["ids"],
         text=gathered.strings["text"],
@@ -225,14 +226,10 @@ def read_glami(
         label=gathered.optional.get("label"),
         language=gathered.optional.get("language"),
         label_source=gathered.optional.get("label_source"),
-        image_problems=gathered.problems,
+        cell_problems=gathered.problems,
         has_text=True,
         has_image=True,
-        source=source,
-        on_bad_row=on_bad_row,
-        require_label=require_label,
-        image_root=image_root,
-        split=split,
-        max_examples=max_examples,
         memory_mapped=gathered.memory_mapped,
     )
+    return canonical(columns, source=source, on_bad_row=on_bad_row, require_label=require_label,
+                     image_root=image_root, split=split, max_examples=max_examples)

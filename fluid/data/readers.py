@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from fluid.data._canonical import (
-    CHUNK_ROWS, arrow_strings, canonical, chunked, classify_images, join_text, releases_arrow_memory,
+    CHUNK_ROWS, CanonicalColumns, arrow_strings, canonical, chunked, classify_images, join_text, releases_arrow_memory,
     require_columns, shared_strings, strings, text_cells,
 )
 from fluid.data.errors import ColumnError
@@ -234,7 +234,7 @@ def _normalize(
     columns: Gathered, index: pd.Index, cols: dict[str, Any], *, source: str, on_bad_row: str, require_label: bool,
     split: str | None, max_examples: int, root_for_catalogue: Path | None,
 ) -> Catalogue:
-    return canonical(
+    catalogue_columns = CanonicalColumns(
         index=index,
         ids=columns.strings.get("ids"),
         text=columns.strings["text"],
@@ -242,17 +242,13 @@ def _normalize(
         label=columns.optional.get("label"),
         language=columns.optional.get("language"),
         label_source=columns.optional.get("label_source"),
-        image_problems=columns.problems,
+        cell_problems=columns.problems,
         has_text=bool(cols["text_cols"]),
         has_image=cols["image_col"] is not None,
-        source=source,
-        on_bad_row=on_bad_row,
-        require_label=require_label,
-        image_root=root_for_catalogue,
-        split=split,
-        max_examples=max_examples,
         memory_mapped=columns.memory_mapped,
     )
+    return canonical(catalogue_columns, source=source, on_bad_row=on_bad_row, require_label=require_label,
+                     image_root=root_for_catalogue, split=split, max_examples=max_examples)
 
 
 @releases_arrow_memory
