@@ -2,7 +2,8 @@
 
 After training, the validation split is scored once; every weight triple on a simplex grid (step 0.1: 66
 candidates, (1, 0, 0) among them) is tried on those scores, and the one with the lowest validation negative
-log-likelihood becomes the head's ``blend_weights``. A weighted ensemble fitted on held-out predictions, as
+log-likelihood becomes the head's ``blend_weights`` — when its gain over the fused classifier alone is clearly
+more than chance on that many items (:data:`EVIDENCE_Z`); else the fused classifier stays alone. A weighted ensemble fitted on held-out predictions, as
 AutoML systems stack their models: the per-modality classifiers do not see how the fused classifier fits the
 training labels through the modality it memorises first, so held-out data is what can tell how far to trust
 each (docs/model.md, "Deviations").
@@ -20,6 +21,9 @@ from fluid.model.heads.fluid import FUSED_ONLY, FluidHead, blend_log_probs
 
 MEMBERS = ("fused", "image", "text")
 GRID_STEP = 0.1
+#: A blend replaces the fused classifier only when its mean validation NLL gain is this many standard errors
+#: above 0 (one-sided, ~98 %).
+EVIDENCE_Z = 2.0
 
 
 @dataclass(frozen=True)
@@ -32,16 +36,23 @@ class BlendFit:
     accuracy_blended: float
     nll_fused: float
     nll_blended: float
+    #: how many standard errors the best candidate's mean NLL gain over the fused classifier lies above 0
+    evidence_z: float = 0.0
 
     def to_dict(self) -> dict:
         return {"weights": dict(zip(MEMBERS, self.weights)), "fitted_on": "validation", "n_items": self.n_items,
                 "val_accuracy": {"fused": self.accuracy_fused, "blended": self.accuracy_blended},
-                "val_nll": {"fused": self.nll_fused, "blended": self.nll_blended}}
+                "val_nll": {"fused": self.nll_fused, "blended": self.nll_blended},
+                "evidence_z": self.evidence_z, "evidence_needed_z": EVIDENCE_Z}
 
     def summary(self) -> str:
         weights = ", ".join(f"{m} {w:.1f}" for m, w in zip(MEMBERS, self.weights))
+        if self.weights == FUSED_ONLY:
+            return (f"blend fitted on {self.n_items} validation items: the fused classifier alone (no blend beat it "
+                    f"by more than {EVIDENCE_Z:g} standard errors of validation NLL; best {self.evidence_z:.1f})")
         return (f"blend fitted on {self.n_items} validation items: {weights} (validation accuracy "
-                f"{self.accuracy_fused:.3f} fused alone, {self.accuracy_blended:.3f} blended)")
+                f"{self.accuracy_fused:.3f} fused alone, {self.accuracy_blended:.3f} blended; NLL gain "
+                f"{self.evidence_z:.1f} standard errors)")
 
 
 def blends(head) -> bool:
@@ -59,8 +70,12 @@ def weight_grid(step: float = GRID_STEP) -> torch.Tensor:
 
 def choose_weights(fused: torch.Tensor, image: tuple[torch.Tensor, torch.Tensor],
                    text: tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor,
-                   grid: torch.Tensor | None = None) -> BlendFit:
-    """The grid weights with the lowest mean negative log-likelihood of ``labels``.
+                   grid: torch.Tensor | None = None, evidence_z: float = EVIDENCE_Z) -> BlendFit:
+    """The grid weights with the lowest mean negative log-likelihood of ``labels`` — when the validation items
+    show them better than the fused classifier alone; else (1, 0, 0).
+
+    "Better" means the mean per-item NLL gain over the fused classifier exceeds ``evidence_z`` standard errors
+    of that mean: on a few dozen validation items the lowest of 66 candidates' NLLs is mostly chance.
 
     Args:
         fused (Tensor): N x C fused logits. image, text: (N x C logits, N bool present). labels: N int64 (-1 = none,
@@ -72,15 +87,32 @@ def choose_weights(fused: torch.Tensor, image: tuple[torch.Tensor, torch.Tensor]
     grid = weight_grid() if grid is None else grid
     rows = torch.arange(len(labels))
 
-    def score(weights: torch.Tensor) -> tuple[float, float]:
+    def per_item(weights: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """N per-item NLLs, and the accuracy."""
         log_p = torch.log_softmax(blend_log_probs(weights, fused, image, text), dim=-1)
-        return float(-log_p[rows, labels].mean()), float((log_p.argmax(-1) == labels).float().mean())
+        return -log_p[rows, labels], float((log_p.argmax(-1) == labels).float().mean())
 
-    scores = [score(w) for w in grid]
-    best = min(range(len(grid)), key=lambda k: scores[k][0])
-    nll_fused, accuracy_fused = score(torch.tensor(FUSED_ONLY))
-    return BlendFit(tuple(round(float(w), 4) for w in grid[best]), int(len(labels)), accuracy_fused,
-                    scores[best][1], nll_fused, scores[best][0])
+    scores = [per_item(w) for w in grid]
+    best = min(range(len(grid)), key=lambda k: float(scores[k][0].mean()))
+    nll_fused, accuracy_fused = per_item(torch.tensor(FUSED_ONLY))
+    z = evidence(nll_fused - scores[best][0])
+    if z <= evidence_z:
+        best_weights, (nll_best, accuracy_best) = FUSED_ONLY, (nll_fused, accuracy_fused)
+    else:
+        best_weights, (nll_best, accuracy_best) = tuple(float(w) for w in grid[best]), scores[best]
+    return BlendFit(tuple(round(w, 4) for w in best_weights), int(len(labels)), accuracy_fused, accuracy_best,
+                    float(nll_fused.mean()), float(nll_best.mean()), round(z, 3))
+
+
+def evidence(gain: torch.Tensor) -> float:
+    """How many standard errors the mean of ``gain`` (N per-item NLL gains) lies above 0; 0 when N < 2 or every
+    gain is equal (no evidence either way)."""
+    if len(gain) < 2:
+        return 0.0
+    spread = float(gain.std())
+    if spread == 0.0:
+        return 0.0
+    return float(gain.mean()) / (spread / len(gain) ** 0.5)
 
 
 @dataclass

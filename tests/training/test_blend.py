@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fluid.model import build_head
-from fluid.training.blend import blends, choose_weights, fit_blend, weight_grid
+from fluid.training.blend import EVIDENCE_Z, blends, choose_weights, evidence, fit_blend, weight_grid
 from fluid.training.network import MultimodalNetwork
 
 
@@ -43,6 +43,43 @@ def test_unlabelled_items_are_left_out_of_the_fit():
     labels[:50] = -1
     fit = choose_weights(noise, (informative, present), (noise, present), labels)
     assert fit.n_items == 150
+
+
+def test_evidence_is_the_mean_gain_in_standard_errors():
+    gain = torch.tensor([0.5, 1.5, 1.0, 0.0, 2.0])
+    assert evidence(gain) == pytest.approx(1.0 / (gain.std().item() / 5 ** 0.5))
+    assert evidence(torch.tensor([0.3])) == 0.0 and evidence(torch.zeros(7)) == 0.0
+    assert evidence(-gain) < 0
+
+
+def _two_members(n, seed, classes=4):
+    """A fused classifier and an image classifier of the same skill, and a member that is pure chance."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, classes, (n,), generator=g)
+    signal = 1.5 * F_one_hot(labels, classes)
+    fused, image = signal + torch.randn(n, classes, generator=g), signal + torch.randn(n, classes, generator=g)
+    return labels, fused, image, torch.randn(n, classes, generator=g)
+
+
+def test_a_blend_that_wins_by_chance_on_few_items_keeps_the_fused_classifier():
+    labels, fused, _, chance = _two_members(12, seed=21)
+    present = torch.ones(12, dtype=torch.bool)
+    unguarded = choose_weights(fused, (chance, present), (chance.flip(0), present), labels, evidence_z=-1e9)
+    assert unguarded.weights != (1.0, 0.0, 0.0) and unguarded.nll_blended < unguarded.nll_fused  # chance "won"
+    fit = choose_weights(fused, (chance, present), (chance.flip(0), present), labels)
+    assert 0 < fit.evidence_z == unguarded.evidence_z <= EVIDENCE_Z
+    assert fit.weights == (1.0, 0.0, 0.0)
+    assert fit.nll_blended == fit.nll_fused and fit.accuracy_blended == fit.accuracy_fused
+    assert "the fused classifier alone" in fit.summary()
+
+
+def test_a_real_gain_on_enough_items_keeps_the_blend():
+    labels, fused, image, chance = _two_members(300, seed=0)
+    present = torch.ones(300, dtype=torch.bool)
+    fit = choose_weights(fused, (image, present), (chance, present), labels)
+    assert fit.evidence_z > EVIDENCE_Z and fit.weights == (0.5, 0.5, 0.0)
+    assert fit.accuracy_blended > fit.accuracy_fused + 0.1
+    assert fit.to_dict()["evidence_z"] == fit.evidence_z and "standard errors" in fit.summary()
 
 
 class _Tokens(torch.nn.Module):
