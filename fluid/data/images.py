@@ -270,8 +270,7 @@ def release_decoding_memory(min_bytes: int = TRIM_AFTER_BYTES) -> bool:
     copy when there is one). Whatever of it the caller has dropped by then goes back; ``min_bytes=0`` trims now.
 
     glibc keeps the memory a thread frees in that thread's malloc arena: a server whose threads take turns
-    decoding large images keeps every arena's peak (measured: 8 threads decoding a 9000x9000 PNG two at a time
-    held 1.5 GB when they were done, against 0.12 GB when each decode is followed by this call). Costs one
+    decoding large images keeps every arena's peak (measured in BENCHMARKS.md, "Server memory per image"). Costs one
     ``malloc_trim(0)`` (milliseconds to tens of them on a large, fragmented heap) per ``min_bytes`` decoded; the
     HTTP server calls it after each image, and with ``min_bytes=0`` after a ``/predict/batch`` that held 64 MiB of
     decoded images. Returns whether it trimmed; a no-op without glibc.

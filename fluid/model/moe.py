@@ -244,10 +244,8 @@ class MixtureOfExperts(nn.Module):
         dispatch (str): "sparse" (each expert runs on its routed vectors only; the selections are sized on
             the host, one read per call), "dense" (every expert runs on every vector, non-chosen ones weighted
             0, as two matrix products over all experts: :meth:`Experts.mixed`; same result) or "auto": dense on a
-            GPU, where sparse dispatch waits for the host (measured on an H100 with the paper-size head when
-            sparse dispatch waited once per expert and dense dispatch still called each expert: 6.8 ms sparse vs
-            3.7 ms dense per item at batch 1, 8.3 vs 6.2 ms at batch 64), sparse on a CPU, where the k/E share
-            of the expert arithmetic is what counts.
+            GPU, where sparse dispatch waits for the host (docs/model.md, "MoE dispatch"), sparse on a CPU,
+            where the k/E share of the expert arithmetic is what counts.
         balance_trains_input (bool): whether the load-balancing loss (on ``balance_logits``) may send
             gradient into the input ``x``; False = it trains the router weights only.
     """
