@@ -25,19 +25,14 @@ from fluid.data._canonical import release_arrow_memory
 from fluid.data.corruptions import Corruption
 from fluid.data.errors import BadImageError, BadRowError
 from fluid.data.images import load_image
-from fluid.data.problems import Problem, image_problem
+from fluid.data.problems import Problem
 from fluid.data.report import DEFAULT_POLICY, check_policy
 from fluid.data.schema import ID, IMAGE, LABEL, TEXT, Catalogue, is_arrow_strings, sorted_labels
 
-__all__ = ["CatalogueDataset", "ColumnCells", "sorted_labels", "IMAGE_PROBLEM", "unreadable_image_reason"]
+__all__ = ["CatalogueDataset", "ColumnCells", "sorted_labels", "IMAGE_PROBLEM"]
 
 #: How a :class:`~fluid.data.problems.Problem` of an image reads as text (feature-cache indexes store that form).
 IMAGE_PROBLEM = "image: "
-
-
-def unreadable_image_reason(problems: list[Problem]) -> str | None:
-    """Why a sample's image failed to decode, from its ``problems``; None when it did not fail."""
-    return image_problem(problems)
 
 
 _T = pa.large_string()
@@ -178,12 +173,12 @@ class CatalogueDataset(Dataset):
         frame: the canonical frame (columns ``id, text, image, label``; others ignored) or a Catalogue.
         label_to_index: label string → class index. Default: the frame's labels sorted (numerically when
             all are integers). Labels absent from the map give ``label`` -1 and the problem
-            ``"label: unknown label 'x'"``; a missing label gives -1 with no problem (unlabelled).
+            ``Problem("label", "unknown label", ...)``; a missing label gives -1 with no problem (unlabelled).
         image_root: folder for relative image paths (canonical frames hold absolute ones).
         on_bad_row: what a decoding failure does. ``"missing-modality"`` (default) and ``"skip"``: the image
-            becomes None and ``"image: <reason>"`` is added to ``problems`` — a Dataset cannot drop rows after
-            the fact, so ``"skip"`` behaves like ``"missing-modality"`` here; the readers already dropped the
-            rows they could judge. ``"fail"``: raises :class:`~fluid.data.errors.BadRowError` with the row and id.
+            becomes None and a ``Problem("image", kind, detail)`` is added to ``problems`` — a Dataset cannot
+            drop rows after the fact, so ``"skip"`` behaves like ``"missing-modality"`` here; the readers already
+            dropped the rows they could judge. ``"fail"``: raises :class:`~fluid.data.errors.BadRowError` with the row and id.
         max_pixels: decompression-bomb limit passed to :func:`~fluid.data.images.load_image`.
         corruption: a :class:`~fluid.data.corruptions.Corruption` applied to every item's image or text (its
             modality) after decoding, seeded by the item id (robustness evaluation); None = clean input.

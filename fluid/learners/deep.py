@@ -12,7 +12,8 @@ import pandas as pd
 import torch
 
 from fluid.config import RunConfig
-from fluid.data.dataset import IMAGE_PROBLEM, ColumnCells, unreadable_image_reason
+from fluid.data.dataset import IMAGE_PROBLEM, ColumnCells
+from fluid.data.problems import image_problem
 from fluid.learners.base import FitOptions, TrainingData, TrainOutcome
 from fluid.learners.run_directory import RunDirectory
 from fluid.learners.scores import UNREADABLE_EXAMPLES, Scores, unreadable_rows
@@ -276,7 +277,7 @@ class _Outputs:
         if output.routing is not None:
             self.routings.append(_host(output.routing))
         for position, problems in zip(batch["index"].tolist(), batch.get("problems", [])):
-            reason = unreadable_image_reason(problems)
+            reason = image_problem(problems)
             if reason is not None:
                 self.unreadable[position] = reason
         self.n += len(batch["label"])

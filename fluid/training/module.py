@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import torch
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from fluid.data.dataset import unreadable_image_reason
+from fluid.data.problems import image_problem
 from fluid.model.heads.fluid import FUSED_ONLY
 from fluid.training.blend import BlendScores, blends
 from fluid.training.network import MultimodalNetwork
@@ -62,7 +62,7 @@ class ClassificationModule(pl.LightningModule):
             return
         seen = self.unreadable_images[stage]
         for index, item_problems in zip(batch["index"].tolist(), problems):
-            reason = unreadable_image_reason(item_problems)
+            reason = image_problem(item_problems)
             if reason is not None:
                 seen.setdefault(int(index), reason)
 

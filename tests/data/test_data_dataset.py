@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from fluid.data import BadRowError, normalize_frame, read_glami, stratified_split
-from fluid.data.dataset import CatalogueDataset, unreadable_image_reason
+from fluid.data.dataset import CatalogueDataset
+from fluid.data.problems import image_problem
 from fluid.data.problems import Problem
 from fluid.data.schema import STRING
 
@@ -42,11 +43,11 @@ def test_sample_dict(frame, compact):
     assert s["image"] is None and s["text"] is None and s["label"] == 1
     (problem,) = s["problems"]
     assert (problem.modality, problem.reason) == ("image", "unreadable") and "broken.jpg" in problem.detail
-    assert str(problem).startswith("image: unreadable file") and unreadable_image_reason(s["problems"]) == problem.detail
+    assert str(problem).startswith("image: unreadable file") and image_problem(s["problems"]) == problem.detail
     s = ds[2]  # unknown label
     assert s["label"] == -1 and s["image"] is None
     assert s["problems"] == [Problem("label", "unknown label", "unknown label 'alien'")]
-    assert unreadable_image_reason(s["problems"]) is None
+    assert image_problem(s["problems"]) is None
     s = ds[3]  # unlabelled: -1 without a problem
     assert s["label"] == -1 and s["problems"] == []
     assert ds[-1]["id"] == "d"
