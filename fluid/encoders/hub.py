@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import torch
 import transformers
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 logger = logging.getLogger(__name__)
 
@@ -131,10 +132,24 @@ def _float32_kwargs() -> dict[str, Any]:
     return {"dtype": torch.float32} if TRANSFORMERS_MAJOR >= 5 else {"torch_dtype": torch.float32}
 
 
+@contextlib.contextmanager
+def without_weight_loading_bar() -> Iterator[None]:
+    """transformers draws its own bar while it copies weights into a model (instant from a local folder);
+    FLUID's progress is its own (:mod:`fluid.progress`), so that bar is off while FLUID loads a model, and
+    restored afterwards. Hub downloads keep huggingface_hub's bar (``HF_HUB_DISABLE_PROGRESS_BARS``)."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(name: str, config, kind: str, **model_kwargs: Any) -> torch.nn.Module:
     """``AutoModel.from_pretrained`` in float32 (``model_kwargs`` go to the model's constructor), reduced to the
     sub-model that encodes ``kind``."""
-    with loading(name, "model weights"):
+    with loading(name, "model weights"), without_weight_loading_bar():
         model = AutoModel.from_pretrained(name, config=config, **_float32_kwargs(), **_hub_kwargs(name),
                                           **model_kwargs)
     return prepare_backbone(model, kind)

@@ -30,7 +30,8 @@ from fluid.training.network import MultimodalNetwork
 #: Lightning loggers whose informational lines (devices found, and the like) are silenced while FLUID trains.
 QUIET_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric")
 #: Lightning warnings that do not apply to FLUID's loaders (worker count chosen by the run; pytree internals).
-QUIET_WARNINGS = (".*does not have many workers.*", ".*LeafSpec.*")
+#: Frozen encoder layers stay in eval mode on purpose (fluid.encoders.base), which Lightning warns about.
+QUIET_WARNINGS = (".*does not have many workers.*", ".*LeafSpec.*", ".*module\\(s\\) in eval mode at the start of training.*")
 
 
 @contextlib.contextmanager

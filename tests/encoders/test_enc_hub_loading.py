@@ -34,6 +34,21 @@ def test_local_bert_dir_matches_original_model(hf_bert_dir):
     assert not out.mask[2].any() and torch.all(out.tokens[2] == 0)
 
 
+def test_loading_a_model_draws_no_bar_of_its_own_and_restores_transformers_setting(hf_bert_dir, capfd):
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    build_text_encoder(str(hf_bert_dir))
+    assert "Loading weights" not in capfd.readouterr().err  # FLUID's progress is its own (fluid.progress)
+    assert hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        build_text_encoder(str(hf_bert_dir))
+        assert not hf_logging.is_progress_bar_enabled()  # a caller's choice is left as it was
+    finally:
+        hf_logging.enable_progress_bar()
+
+
 def test_local_vit_dir_matches_original_model(hf_vit_dir, images):
     from transformers import AutoImageProcessor, ViTModel
 

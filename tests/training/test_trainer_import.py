@@ -34,6 +34,7 @@ def test_quiet_lightning_silences_during_the_block_and_restores_afterwards():
         assert logger.level == logging.WARNING
         with warnings.catch_warnings(record=True) as seen:
             warnings.warn("The 'train_dataloader' does not have many workers which may be a bottleneck.")
+            warnings.warn("Found 12 module(s) in eval mode at the start of training. This may lead to ...")
             warnings.warn("something else")
         assert [str(w.message) for w in seen] == ["something else"]
     assert logger.level == logging.INFO and list(warnings.filters) == before
