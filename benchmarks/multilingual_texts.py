@@ -66,9 +66,16 @@ BRANDS = ["Northwind", "Maison Lune", "Redfern", "Kestrel", "Oakline", "Vela"]
 LANGUAGES = tuple(TYPES)
 
 
-def multilingual_text(rng: random.Random, gtype: str, pattern: str, pattern_share: float = 0.6) -> tuple[str, str]:
-    """``(language, text)``: a product text in a random one of :data:`LANGUAGES`."""
-    lang = rng.choice(LANGUAGES)
+#: The ``multilingual-transfer`` catalogue trains on these languages (Latin script) ...
+TRANSFER_TRAIN = ("cs", "de", "es", "hu")
+#: ... and tests on these, which its training texts never show (Greek, Cyrillic, Turkish).
+TRANSFER_TEST = ("el", "bg", "tr")
+
+
+def multilingual_text(rng: random.Random, gtype: str, pattern: str, pattern_share: float = 0.6,
+                      languages: tuple[str, ...] = LANGUAGES) -> tuple[str, str]:
+    """``(language, text)``: a product text in a random one of ``languages``."""
+    lang = rng.choice(languages)
     words = [rng.choice(BRANDS), rng.choice(COLOURS[lang])]
     if rng.random() < pattern_share:
         words.append(rng.choice(PATTERNS[lang][pattern]))

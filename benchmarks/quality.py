@@ -16,7 +16,10 @@ Catalogues (all built offline, see docs/benchmarks.md):
                   drawings show the garment type, so the image alone can classify, unlike offline-presets);
   multilingual    ~375 training items like small-english, but short texts in seven real languages (Czech,
                   German, Spanish, Greek, Bulgarian, Turkish, Hungarian; benchmarks/multilingual_texts.py), tiny
-                  encoders (compare text encoders with --variant 'e5={"text_encoder": "e5-small"}').
+                  encoders (compare text encoders with --variant 'e5={"text_encoder": "e5-small"}');
+  multilingual-transfer  the same, but the training texts are in Czech, German, Spanish and Hungarian and the
+                  test texts in Greek, Bulgarian and Turkish: what a model reads in languages its training data
+                  never showed (a rare GLAMI-1M market).
 
 Systems: every deep head with default settings (``Classifier(model, text_encoder=..., image_encoder=...)``,
 nothing else set), the classical floor ``tfidf-image-logreg``, and on ``offline-presets`` a logistic probe on
@@ -45,7 +48,8 @@ from fluid.atomic import write_json_atomic
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "quality.json"
-CATALOGUES = ("realistic", "complementary", "offline-presets", "small-english", "english-pretrained", "multilingual")
+CATALOGUES = ("realistic", "complementary", "offline-presets", "small-english", "english-pretrained", "multilingual",
+              "multilingual-transfer")
 DEEP = ("fluid", "early-fusion", "text-only", "image-only")
 SYSTEMS = (*DEEP, "floor", "probe", "fluid+md")
 ENCODERS = {name: ("minilm", "efficientnet-lite0") for name in ("offline-presets", "english-pretrained")}
@@ -67,12 +71,13 @@ def synthetic_frames(workdir: Path, mode: str, items: int, seed: int) -> dict[st
     return frames
 
 
-def small_english_frames(workdir: Path, items: int, seed: int, *, multilingual: bool = False
-                         ) -> dict[str, pd.DataFrame]:
+def small_english_frames(workdir: Path, items: int, seed: int, *, multilingual: bool = False,
+                         transfer: bool = False) -> dict[str, pd.DataFrame]:
     """~``items`` realistic-mode drawings of the 10 largest classes, with long English texts naming the garment
     (90 %) and the pattern (60 %) — or, ``multilingual``, short texts in seven real languages naming the same
-    (benchmarks/multilingual_texts.py); 75 % train, 25 % test."""
-    from multilingual_texts import multilingual_text
+    (benchmarks/multilingual_texts.py), where ``transfer`` writes the training texts in four languages and the
+    test texts in the other three; 75 % train, 25 % test."""
+    from multilingual_texts import LANGUAGES, TRANSFER_TEST, TRANSFER_TRAIN, multilingual_text
     from offline_presets import TOP_CLASSES, english_text
 
     from fluid.data.synthetic import CLASSES
@@ -84,16 +89,16 @@ def small_english_frames(workdir: Path, items: int, seed: int, *, multilingual: 
     every = pd.concat([frames["train"], frames["test"]], ignore_index=True)
     every["label"] = every["label"].map(names)
     every = every[every["label"].isin(keep)].reset_index(drop=True)
+    test = np.random.default_rng(seed).random(len(every)) < 0.25
     rows = []
-    for _, r in every.iterrows():
+    for (_, r), in_test in zip(every.iterrows(), test):
         pattern, gtype = r["label"].split(" ", 1)
         rng = random.Random(f"quality-small-english:{seed}:{r['id']}")
-        text = (multilingual_text(rng, gtype, pattern)[1] if multilingual else
+        languages = (TRANSFER_TEST if in_test else TRANSFER_TRAIN) if transfer else LANGUAGES
+        text = (multilingual_text(rng, gtype, pattern, languages=languages)[1] if multilingual else
                 english_text(rng, gtype, pattern, pattern_share=0.6))
         rows.append({**r.to_dict(), "text": text})
     every = pd.DataFrame(rows)
-    rng = np.random.default_rng(seed)
-    test = rng.random(len(every)) < 0.25
     return {"train": every[~test].reset_index(drop=True), "test": every[test].reset_index(drop=True)}
 
 
@@ -114,8 +119,9 @@ def build_catalogue(name: str, workdir: Path, seed: int, items: int | None) -> d
         return offline_preset_frames(workdir, items or 900, seed)
     if name == "english-pretrained":
         return small_english_frames(workdir, items or 800, seed)
-    if name == "multilingual":
-        return small_english_frames(workdir, items or 500, seed, multilingual=True)
+    if name in ("multilingual", "multilingual-transfer"):
+        return small_english_frames(workdir, items or 500, seed, multilingual=True,
+                                    transfer=name == "multilingual-transfer")
     return small_english_frames(workdir, items or 330, seed)
 
 
