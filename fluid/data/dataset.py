@@ -178,7 +178,8 @@ class CatalogueDataset(Dataset):
         on_bad_row: what a decoding failure does. ``"missing-modality"`` (default) and ``"skip"``: the image
             becomes None and a ``Problem("image", kind, detail)`` is added to ``problems`` — a Dataset cannot
             drop rows after the fact, so ``"skip"`` behaves like ``"missing-modality"`` here; the readers already
-            dropped the rows they could judge. ``"fail"``: raises :class:`~fluid.data.errors.BadRowError` with the row and id.
+            dropped the rows they could judge. ``"fail"``: raises :class:`~fluid.data.errors.BadRowError` with the
+            row and id.
         max_pixels: decompression-bomb limit passed to :func:`~fluid.data.images.load_image`.
         corruption: a :class:`~fluid.data.corruptions.Corruption` applied to every item's image or text (its
             modality) after decoding, seeded by the item id (robustness evaluation); None = clean input.

@@ -10,7 +10,6 @@ import torch
 CHECKPOINT_DIR = "checkpoints"
 LAST_NAME, BEST_NAME = "last", "best"
 LAST_CHECKPOINT = f"{LAST_NAME}.ckpt"  # written every epoch and on interruption; a resumed run starts here
-BEST_CHECKPOINT = f"{BEST_NAME}.ckpt"  # the best validation epoch
 
 
 def last_checkpoint(run_dir: Path) -> Path:

@@ -23,7 +23,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from fluid.atomic import atomic_path
 from fluid.config import RunConfig
 from fluid.progress import LIGHTNING_CONSOLE
-from fluid.training.checkpoints import BEST_NAME, CHECKPOINT_DIR, LAST_CHECKPOINT, LAST_NAME, load_checkpoint
+from fluid.training.checkpoints import BEST_NAME, CHECKPOINT_DIR, LAST_NAME, last_checkpoint, load_checkpoint
 from fluid.training.module import ClassificationModule
 from fluid.training.network import MultimodalNetwork
 
@@ -31,7 +31,8 @@ from fluid.training.network import MultimodalNetwork
 QUIET_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric")
 #: Lightning warnings that do not apply to FLUID's loaders (worker count chosen by the run; pytree internals).
 #: Frozen encoder layers stay in eval mode on purpose (fluid.encoders.base), which Lightning warns about.
-QUIET_WARNINGS = (".*does not have many workers.*", ".*LeafSpec.*", ".*module\\(s\\) in eval mode at the start of training.*")
+QUIET_WARNINGS = (".*does not have many workers.*", ".*LeafSpec.*",
+                  ".*module\\(s\\) in eval mode at the start of training.*")
 
 
 @contextlib.contextmanager
@@ -141,7 +142,6 @@ def train_network(network: MultimodalNetwork, cfg: RunConfig, *, num_classes: in
 def _fit(module: ClassificationModule, cfg: RunConfig, run_dir: Path, callbacks: list, train_loader, val_loader, *,
          devices, resume: bool, progress: bool) -> pl.Trainer:
     """Builds the Lightning trainer and runs ``fit`` (from ``last.ckpt`` when resuming); returns the trainer."""
-    checkpoint_dir = run_dir / CHECKPOINT_DIR
     on_cpu = not torch.cuda.is_available()
     trainer = pl.Trainer(
         max_epochs=cfg.epochs,
@@ -158,7 +158,7 @@ def _fit(module: ClassificationModule, cfg: RunConfig, run_dir: Path, callbacks:
         default_root_dir=str(run_dir),
         plugins=[AtomicCheckpointIO()],
     )
-    ckpt_path = str(checkpoint_dir / LAST_CHECKPOINT) if resume else None
+    ckpt_path = str(last_checkpoint(run_dir)) if resume else None
     if ckpt_path is not None:
         load_checkpoint(Path(ckpt_path))  # refuse a bad file with a clear error before Lightning reads it
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path,
