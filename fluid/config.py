@@ -78,6 +78,9 @@ class RunConfig:
     # a trained image encoder's training images are mirrored at random and shifted by up to this share of
     # their side (0 = no image augmentation)
     image_augment: float | None = None
+    # a trained image encoder sees each training image with its colour channels in a random order at this
+    # probability (colour stops being a cue; 0 = off)
+    colour_augment: float | None = None
     val_fraction: float | None = None
     monitor: str | None = None  # val_macro_f1, val_accuracy or val_loss
     patience: int | None = None  # early stopping on `monitor` after this many epochs; 0 = off

@@ -83,6 +83,10 @@ def train(
     image_augment: Optional[float] = typer.Option(None, help="A trained image encoder's training images are mirrored "
                                                              "at random and shifted by up to this share of their "
                                                              "side (auto: 0.125 when it trains, 0 = off)."),
+    colour_augment: Optional[float] = typer.Option(None, help="Probability that a trained image encoder sees a "
+                                                              "training image with its colour channels in a random "
+                                                              "order (default 0: off; for catalogues where colour "
+                                                              "says nothing about the class)."),
     devices: str = typer.Option("auto", help="Devices for Lightning: auto, or a number (DDP for several)."),
     precision: Optional[str] = typer.Option(None, help="32-true, bf16-mixed, 16-mixed, ..."),
     time_limit: Optional[float] = typer.Option(None, help="Seconds; stops at an epoch boundary."),
@@ -112,9 +116,11 @@ def train(
         params.update(RunConfig.load(config).keywords())
     options = dict(model=model, recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr, text_encoder=text_encoder,
                    image_encoder=image_encoder, freeze=freeze, modality_dropout=modality_dropout,
-                   token_dropout=token_dropout, image_augment=image_augment, precision=precision, seed=seed, on_bad_row=on_bad_row, text=text_col, image=image_col,
+                   token_dropout=token_dropout, image_augment=image_augment, colour_augment=colour_augment,
+                   precision=precision, seed=seed, on_bad_row=on_bad_row, text=text_col, image=image_col,
                    label=label_col, id=id_col, language=language_col, label_source=label_source_col,
-                   image_root=image_root, encoding=encoding, delimiter=delimiter, floor=floor, candidates=candidate or None)
+                   image_root=image_root, encoding=encoding, delimiter=delimiter, floor=floor,
+                   candidates=candidate or None)
     params.update({k: v for k, v in options.items() if v is not None})
     if head:
         params["head"] = {**params.get("head", {}), **parse_overrides(head)}

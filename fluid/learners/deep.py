@@ -61,7 +61,8 @@ class DeepLearner:
                           **config.head)
         network = MultimodalNetwork(head, text_encoder, image_encoder, modality_dropout=config.modality_dropout,
                                     token_dropout=config.token_dropout or 0.0,
-                                    image_augment=config.image_augment or 0.0)
+                                    image_augment=config.image_augment or 0.0,
+                                    colour_augment=config.colour_augment or 0.0)
         return cls(config, classes, network)
 
     @classmethod

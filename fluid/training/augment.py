@@ -1,4 +1,5 @@
-"""Training-time image augmentation: random horizontal flips and shifts, on a prepared batch's pixels.
+"""Training-time image augmentation on a prepared batch's pixels: random horizontal flips and shifts
+(:func:`flip_and_shift`) and random colour-channel orders (:func:`permute_colours`).
 
 Runs on the tensors a batch already carries (uint8 ``pixels`` or float ``pixel_values``, B x C x H x W), on
 their device, after collation: no second decode, and the feature cache's frozen features are never touched
@@ -35,8 +36,30 @@ def flip_and_shift(images: Tensor, max_shift: float, *, generator: torch.Generat
     return picked.permute(0, 3, 1, 2).contiguous()  # B x H x W x C -> B x C x H x W
 
 
-def augment_image_batch(batch: dict[str, Tensor], max_shift: float) -> dict[str, Tensor]:
-    """A prepared image batch (``pixels`` or ``pixel_values`` + ``present``) with :func:`flip_and_shift`
-    applied to its pixels; the input is left unchanged."""
+def permute_colours(images: Tensor, rate: float, *, generator: torch.Generator | None = None) -> Tensor:
+    """Each image of ``images`` (B x 3 x H x W, any dtype) with, at probability ``rate``, its colour channels
+    in a random order (one of the six, the identity included): red, green and blue trade places, so colour
+    stops being a cue while shape, texture and brightness stay. Returns a new tensor; ``rate`` 0 copies."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected B x 3 x H x W images, got shape {tuple(images.shape)}")
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"rate must be in [0, 1], got {rate}")
+    b = images.shape[0]
+    orders = torch.rand(b, 3, generator=generator).argsort(dim=1)  # B x 3, a uniform permutation per image
+    keep = torch.rand(b, generator=generator) >= rate
+    orders[keep] = torch.arange(3)
+    index = orders.to(images.device)[:, :, None, None].expand_as(images)
+    return images.gather(1, index)
+
+
+def augment_image_batch(batch: dict[str, Tensor], max_shift: float, colour_rate: float = 0.0) -> dict[str, Tensor]:
+    """A prepared image batch (``pixels`` or ``pixel_values`` + ``present``) with :func:`flip_and_shift` (when
+    ``max_shift`` > 0) and :func:`permute_colours` (when ``colour_rate`` > 0) applied to its pixels; the input is
+    left unchanged."""
     key = "pixels" if "pixels" in batch else "pixel_values"
-    return {**batch, key: flip_and_shift(batch[key], max_shift)}
+    pixels = batch[key]
+    if max_shift > 0:
+        pixels = flip_and_shift(pixels, max_shift)
+    if colour_rate > 0:
+        pixels = permute_colours(pixels, colour_rate)
+    return {**batch, key: pixels}

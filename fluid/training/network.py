@@ -89,10 +89,12 @@ class MultimodalNetwork(nn.Module):
             probability (:meth:`~fluid.encoders.TextEncoder.drop_tokens`); a frozen one reads its input as given.
         image_augment: during training, a trainable image encoder sees each image mirrored left-right at random and
             shifted by up to this share of its side (:func:`~fluid.training.augment.flip_and_shift`); 0 = off.
+        colour_augment: during training, a trainable image encoder sees each image with its colour channels in a
+            random order at this probability (:func:`~fluid.training.augment.permute_colours`); 0 = off.
     """
 
     def __init__(self, head: nn.Module, text_encoder: nn.Module | None, image_encoder: nn.Module | None,
-                 modality_dropout: float = 0.0, token_dropout: float = 0.0, image_augment: float = 0.0):
+                 modality_dropout: float = 0.0, token_dropout: float = 0.0, image_augment: float = 0.0, colour_augment: float = 0.0):
         super().__init__()
         if not 0.0 <= modality_dropout <= 1.0:
             raise ValueError(f"modality_dropout must be in [0, 1], got {modality_dropout}")
@@ -100,8 +102,11 @@ class MultimodalNetwork(nn.Module):
             raise ValueError(f"token_dropout must be in [0, 1), got {token_dropout}")
         if not 0.0 <= image_augment < 0.5:
             raise ValueError(f"image_augment must be in [0, 0.5), got {image_augment}")
+        if not 0.0 <= colour_augment <= 1.0:
+            raise ValueError(f"colour_augment must be in [0, 1], got {colour_augment}")
         self.token_dropout = token_dropout
         self.image_augment = image_augment
+        self.colour_augment = colour_augment
         self.spec = head_spec(head.name)
         self.head = head
         self.text_encoder = text_encoder if self.spec.reads_text else None
@@ -119,8 +124,10 @@ class MultimodalNetwork(nn.Module):
         layers = self.encoder_layers
         image_tokens = image_mask = text_tokens = text_mask = None
         if self.image_encoder is not None:
-            if self.training and self.image_augment > 0 and self.image_encoder.trainable and batch.get("image"):
-                batch = {**batch, "image": augment_image_batch(batch["image"], self.image_augment)}
+            augments = self.image_augment > 0 or self.colour_augment > 0
+            if self.training and augments and self.image_encoder.trainable and batch.get("image"):
+                batch = {**batch, "image": augment_image_batch(batch["image"], self.image_augment,
+                                                               self.colour_augment)}
             out = self._encoder_output(self.image_encoder, batch, "image", layers)
             if out is not None:
                 image_tokens, image_mask = (out.layers if layers > 1 else out.tokens), out.mask

@@ -31,7 +31,7 @@ ENCODER_MODES = ("scratch", "frozen", "partly-fine-tuned", "fine-tuned", "unused
 PAPER = {
     "epochs": 15, "batch_size": 128, "lr": 2e-5, "encoder_lr": 2e-5, "weight_decay": 0.01, "warmup_steps": 0,
     "schedule": "constant", "patience": 0, "max_text_length": 512, "val_fraction": 0.1, "modality_dropout": 0.0,
-    "token_dropout": 0.0, "image_augment": 0.0, "monitor": "val_macro_f1",
+    "token_dropout": 0.0, "image_augment": 0.0, "colour_augment": 0.0, "monitor": "val_macro_f1",
 }
 #: Learning rate of pretrained layers that fine-tune (the paper's rate for its whole model).
 FINE_TUNE_LR = 2e-5
@@ -211,6 +211,7 @@ def _paper(encoders: EncoderSetup) -> dict[str, tuple[object, str]]:
     proposals["modality_dropout"] = (0.0, "the paper trains without modality dropout")
     proposals["token_dropout"] = (0.0, "the paper hides no input tokens")
     proposals["image_augment"] = (0.0, "the paper does not augment images")
+    proposals["colour_augment"] = (0.0, "the paper does not augment images")
     if encoders.trains_from_scratch:
         proposals["lr"] = (PAPER["lr"], why + "; too small for encoders trained from scratch: use recipe auto")
     return proposals  # head keys: the head configs' own defaults are the paper's
@@ -262,6 +263,9 @@ def _auto(cfg: RunConfig, stats: CatalogueStats, encoders: EncoderSetup) -> dict
                               "shifted by up to 1/8 of its side, so it is not learnt by heart (measured: "
                               "docs/recipes.md)") if encoders.image in ("scratch", "fine-tuned", "partly-fine-tuned")
                          else (0.0, "the image encoder is frozen or unused: its features are fixed"))
+    p["colour_augment"] = (0.0, "off: reordering a trained image encoder's colour channels made the image-only "
+                           "head worse and FLUID no better on small-english (docs/recipes.md); try it where "
+                           "colour says nothing about the class")
     p["monitor"] = (("val_macro_f1", f"long tail ({stats.imbalance:.0f}x): rare classes count as much as "
                      "frequent ones") if stats.imbalance >= 3 else
                     ("val_accuracy", "classes of similar size"))

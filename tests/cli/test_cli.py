@@ -193,16 +193,17 @@ def test_predict_batch_writes_every_row_in_order(trained, catalogue, tmp_path, s
 def test_train_prints_the_floor_and_recipe_paper_applies_the_papers_numbers(catalogue, trained, tmp_path):
     assert json.loads((trained / "metrics.json").read_text())["floor"]["model"] == "tfidf-image-logreg"
     out = tmp_path / "paper"
-    result = runner.invoke(app, _train_args(catalogue, out) + ["--recipe", "paper", "--epochs", "1", "--no-floor"])
+    result = runner.invoke(app, _train_args(catalogue, out) + ["--recipe", "paper", "--epochs", "1", "--no-floor",
+                                                               "--colour-augment", "0.5"])
     assert result.exit_code == 0, result.output
     config = yaml.safe_load((out / "config.yaml").read_text())
-    assert config["recipe"] == "paper"
+    assert config["recipe"] == "paper" and config["colour_augment"] == 0.5
     assert (config["schedule"], config["warmup_steps"], config["patience"], config["weight_decay"]) == (
         "constant", 0, 0, 0.01)
     assert config["epochs"] == 1 and config["batch_size"] == TINY_CONFIG["batch_size"]  # options win
     recipe = json.loads((out / "recipe.json").read_text())
     sources = {c["key"]: c["source"] for c in recipe["choices"]}
-    assert sources["epochs"] == "you" and sources["schedule"] == "recipe paper"
+    assert sources["epochs"] == sources["colour_augment"] == "you" and sources["schedule"] == "recipe paper"
     assert "floor" not in json.loads((out / "metrics.json").read_text())
 
 

@@ -1,4 +1,5 @@
-"""``image_augment``: a trained image encoder sees its training images mirrored and shifted at random."""
+"""``image_augment`` and ``colour_augment``: a trained image encoder sees its training images mirrored and shifted,
+and with their colour channels reordered, at random."""
 
 import pytest
 import torch
@@ -6,7 +7,7 @@ import torch
 from fluid.config import RunConfig
 from fluid.encoders import build_image_encoder
 from fluid.model import build_head
-from fluid.training.augment import augment_image_batch, flip_and_shift
+from fluid.training.augment import augment_image_batch, flip_and_shift, permute_colours
 from fluid.training.network import MultimodalNetwork
 
 
@@ -55,19 +56,53 @@ def test_augment_image_batch_leaves_the_input_and_presence_alone():
     assert out["pixels"].shape == before.shape
 
 
-def _network(rate):
+def test_permute_colours_reorders_each_images_channels_at_the_rate():
+    images = torch.randint(0, 256, (600, 3, 4, 5), dtype=torch.uint8)
+    images[:, 1] = images[:, 0] // 2  # three distinct channels per image, so the order can be read back
+    images[:, 2] = images[:, 0] // 2 + 128
+    out = permute_colours(images, 0.5, generator=torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and out.dtype == images.dtype
+    orders = []
+    for i in range(len(images)):
+        order = [next(c for c in range(3) if torch.equal(out[i, k], images[i, c])) for k in range(3)]
+        assert sorted(order) == [0, 1, 2], f"image {i}: channels are not a reordering of its own"
+        orders.append(tuple(order))
+    counts = {o: orders.count(o) for o in set(orders)}
+    assert len(counts) == 6  # all six orders occur
+    # rate 0.5: half the images keep their order, the other half draw one of six (1/6 of those the identity)
+    assert 0.5 + 0.5 / 6 - 0.08 < counts[(0, 1, 2)] / len(images) < 0.5 + 0.5 / 6 + 0.08
+    assert torch.equal(permute_colours(images, 0.0), images)
+    floats = torch.rand(2, 3, 4, 4)
+    assert torch.allclose(permute_colours(floats, 1.0).sort(dim=1).values, floats.sort(dim=1).values)
+    with pytest.raises(ValueError, match="rate"):
+        permute_colours(images, 1.5)
+    with pytest.raises(ValueError, match="B x 3 x H x W"):
+        permute_colours(images[:, :1], 0.5)
+
+
+def test_augment_image_batch_applies_only_what_is_switched_on():
+    pixels = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    batch = {"pixels": pixels, "present": torch.ones(64).bool()}
+    assert torch.equal(augment_image_batch(batch, 0.0, 0.0)["pixels"], pixels)
+    coloured = augment_image_batch(batch, 0.0, 1.0)["pixels"]  # no flips or shifts: same values per pixel
+    assert torch.equal(coloured.sort(dim=1).values, pixels.sort(dim=1).values)
+    assert not torch.equal(coloured, pixels)
+
+
+def _network(rate, colour=0.0):
     image = build_image_encoder("tiny", seed=0, hidden_size=32, image_size=32, widths=[8, 8, 16])
     head = build_head("image-only", 3, image_dim=image.dim, text_dim=8, hidden_dim=16, num_heads=2,
                       num_queries=2)
-    return image, MultimodalNetwork(head, None, image, image_augment=rate)
+    return image, MultimodalNetwork(head, None, image, image_augment=rate, colour_augment=colour)
 
 
-def test_the_network_augments_in_training_only_and_not_a_frozen_encoder(monkeypatch):
+@pytest.mark.parametrize("rate, colour", [(0.125, 0.0), (0.0, 1.0), (0.125, 0.5)])
+def test_the_network_augments_in_training_only_and_not_a_frozen_encoder(monkeypatch, rate, colour):
     import fluid.training.network as network_module
 
     seen = []
-    monkeypatch.setattr(network_module, "augment_image_batch", lambda b, r: seen.append(r) or b)
-    image, network = _network(0.125)
+    monkeypatch.setattr(network_module, "augment_image_batch", lambda b, r, c: seen.append((r, c)) or b)
+    image, network = _network(rate, colour)
     from PIL import Image
 
     batch = {"image": image.prepare([Image.new("RGB", (40, 30), (200, 10, 10))] * 2), "text": None}
@@ -75,13 +110,19 @@ def test_the_network_augments_in_training_only_and_not_a_frozen_encoder(monkeypa
     network.encode(batch)
     network.eval()
     network.encode(batch)
-    assert seen == [0.125]
+    assert seen == [(rate, colour)]
     image.requires_grad_(False)
     network.train()
     network.encode(batch)
-    assert seen == [0.125]
+    assert seen == [(rate, colour)]
+    _, off = _network(0.0, 0.0)
+    off.train()
+    off.encode(batch)
+    assert seen == [(rate, colour)]
     with pytest.raises(ValueError, match="image_augment"):
         _network(0.5)
+    with pytest.raises(ValueError, match="colour_augment"):
+        _network(0.1, 1.5)
 
 
 def test_auto_recipe_augments_images_where_the_image_encoder_trains():
@@ -96,3 +137,16 @@ def test_auto_recipe_augments_images_where_the_image_encoder_trains():
     assert paper.image_augment == 0.0
     yours, _ = resolve(RunConfig(image_augment=0.2), stats, EncoderSetup("scratch", "scratch"), {})
     assert yours.image_augment == 0.2
+
+
+def test_colour_augment_is_opt_in_in_both_recipes_and_yours_wins():
+    from fluid.training.recipe import CatalogueStats, EncoderSetup, resolve
+
+    stats = CatalogueStats.from_labels(["a", "b"] * 100)
+    for recipe_name in ("auto", "paper"):
+        cfg, recipe = resolve(RunConfig(recipe=recipe_name), stats, EncoderSetup("scratch", "scratch"), {})
+        assert cfg.colour_augment == 0.0
+        assert any(c.key == "colour_augment" and c.reason and c.source != "you" for c in recipe.choices)
+    yours, recipe = resolve(RunConfig(colour_augment=0.5), stats, EncoderSetup("scratch", "scratch"), {})
+    assert yours.colour_augment == 0.5
+    assert any(c.key == "colour_augment" and c.source == "you" for c in recipe.choices)
