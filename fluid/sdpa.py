@@ -3,10 +3,10 @@
 On Hopper GPUs PyTorch can route fp16/bf16 ``scaled_dot_product_attention`` to cuDNN, which builds an execution
 plan for every new input shape. With dynamic padding every batch has a new text length, so a plan is built for
 nearly every batch, which slowed base-size training under bf16 autocast about twentyfold (BENCHMARKS.md,
-"Reading the GPU numbers"). So every attention call in FLUID (the HF encoders and the heads) runs with cuDNN's kernel excluded;
-flash, memory-efficient and math kernels remain, chosen by PyTorch as usual. CPUs are not affected, nor is
-fp32 attention outside autocast: cuDNN's kernel takes fp16/bf16 only, so there is nothing to exclude, and
-setting the backends costs host time on every call, which counts at batch 1.
+"Reading the GPU numbers"). So every attention call in FLUID (the HF encoders and the heads) runs with cuDNN's
+kernel excluded; flash, memory-efficient and math kernels remain, chosen by PyTorch as usual. CPUs are not
+affected, nor is fp32 attention outside autocast: cuDNN's kernel takes fp16/bf16 only, so there is nothing to
+exclude, and setting the backends costs host time on every call, which counts at batch 1.
 """
 
 from __future__ import annotations

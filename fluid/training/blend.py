@@ -4,9 +4,9 @@ After training, the validation split is scored once; every weight triple on a si
 candidates, (1, 0, 0) among them) is tried on those scores, and the one with the lowest validation negative
 log-likelihood becomes the head's ``blend_weights`` — when its gain over the fused classifier alone is clearly
 more than chance on that many items (:data:`EVIDENCE_Z`); else the fused classifier stays alone. A weighted
-ensemble fitted on held-out predictions, as AutoML systems stack their models: the per-modality classifiers do not see how the fused classifier fits the
-training labels through the modality it memorises first, so held-out data is what can tell how far to trust
-each (docs/model.md, "Deviations").
+ensemble fitted on held-out predictions, as AutoML systems stack their models: the per-modality classifiers do
+not see how the fused classifier fits the training labels through the modality it memorises first, so held-out
+data is what can tell how far to trust each (docs/model.md, "Deviations").
 """
 
 from __future__ import annotations

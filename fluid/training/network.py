@@ -94,7 +94,8 @@ class MultimodalNetwork(nn.Module):
     """
 
     def __init__(self, head: nn.Module, text_encoder: nn.Module | None, image_encoder: nn.Module | None,
-                 modality_dropout: float = 0.0, token_dropout: float = 0.0, image_augment: float = 0.0, colour_augment: float = 0.0):
+                 modality_dropout: float = 0.0, token_dropout: float = 0.0, image_augment: float = 0.0,
+                 colour_augment: float = 0.0):
         super().__init__()
         if not 0.0 <= modality_dropout <= 1.0:
             raise ValueError(f"modality_dropout must be in [0, 1], got {modality_dropout}")

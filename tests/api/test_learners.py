@@ -147,7 +147,8 @@ def test_predict_items_skips_the_reader_and_agrees_with_predict_top_k(model, pro
 def test_the_deep_learner_hands_every_augmentation_setting_to_its_network():
     from fluid.config import RunConfig
 
-    config = RunConfig(model="image-only", image_encoder="tiny", image_augment=0.2, colour_augment=0.4, modality_dropout=0.0,
+    config = RunConfig(model="image-only", image_encoder="tiny", image_augment=0.2, colour_augment=0.4,
+                       modality_dropout=0.0,
                        encoder_overrides={"image": {"hidden_size": 16, "image_size": 16, "widths": [8, 8, 8]}},
                        head={"hidden_dim": 16, "num_heads": 2, "num_queries": 2})
     network = DeepLearner.build(config, ["a", "b"]).network
