@@ -62,7 +62,7 @@ from fluid.data.glami import GLAMI_COLUMNS, GLAMI_DIR, GLAMI_GEOS, glami_csv_nam
 
 __all__ = ["write_synthetic", "CLASSES", "TYPES", "PATTERNS", "FAMILIES", "DEFAULT_LANGUAGES", "MODES",
            "NOISY_LABELS_FILE", "SIDECAR_FILE", "HUMAN", "MACHINE", "RealisticNoise", "REALISTIC_NOISE",
-           "modality_caps", "fusion_cap", "evidence_likelihoods"]
+           "modality_caps", "fusion_cap", "evidence_likelihoods", "naming_words"]
 
 TYPES = ("t-shirt", "dress", "jacket", "trousers", "skirt", "scarf")
 PATTERNS = ("plain", "striped", "dotted", "checked", "zigzag")
@@ -216,6 +216,21 @@ def fusion_cap(weights: Sequence[float] | None = None, *, mode: str = "realistic
     lt, li = evidence_likelihoods(mode)
     joint = lt[:, None, :] * li[None, :, :] * w
     return float(joint.max(axis=2).sum())
+
+
+def naming_words(seed: int) -> dict[str, tuple[str, str]]:
+    """Every word form the ``"realistic"`` mode writes to name a garment type or a pattern in catalogues drawn
+    with ``seed``, in every language: ``{lower-cased word: ("type", one of TYPES) or ("pattern", one of
+    PATTERNS)}``. Type nouns appear as they are (three synonyms); pattern adjectives (two synonyms) with each of
+    their language's agreement suffixes. What a reader that knows the generator's vocabulary looks for."""
+    words: dict[str, tuple[str, str]] = {}
+    for lang in _build_languages(seed).values():
+        for gtype, nouns in zip(TYPES, lang.type_nouns):
+            words.update((noun.lower(), ("type", gtype)) for noun, _ in nouns)
+        for pattern, stems in zip(PATTERNS, lang.patterns):
+            words.update((lang.adj(stem, g).lower(), ("pattern", pattern))
+                         for stem in stems for g in range(len(lang.suffixes)))
+    return words
 
 
 # -------------------------------------------------------------------------------------------------------------

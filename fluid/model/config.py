@@ -149,6 +149,13 @@ class FluidConfig(HeadConfig):
             terms taken; (w_f, w_i, w_t) is the buffer ``blend_weights`` of the head, (1, 0, 0) until
             ``fluid.training.blend`` fits it on the validation split after training (a weighted ensemble of the
             fused and per-modality classifiers; docs/model.md, "Deviations").
+        fusion_trains_encoders*: True (paper) = the fused path's losses (cross-entropy, contrastive, MoE
+            balance) train the encoders too. False (needs unimodal_weight > 0 and contrastive_trains_encoders
+            False) = the fused path (Q-Transforms, pooled shortcut and all that follows) reads detached encoder
+            tokens: trainable encoders learn only from their own modality's classifier, and the fused head learns
+            on top of what they read (as Du et al. 2023 find uni-modal features under-learned in joint training).
+            Forward values are the same either way; with frozen encoders so is training. The ``auto`` recipe sets
+            False for encoders trained from scratch (docs/model.md, "Deviations").
         no_qtransform_pooling*: with use_qtransform=False, the 1-token summary of each encoder sequence:
             "cls" (first valid token), "mean" (masked mean) or "auto": "cls" for a modality whose sequences
             start with a CLS token, "mean" for one without (``build_head(..., image_has_cls=, text_has_cls=)``;
@@ -188,12 +195,18 @@ class FluidConfig(HeadConfig):
     pooled_shortcut: bool = False
     unimodal_weight: float = 0.0
     unimodal_blend: bool = False
+    fusion_trains_encoders: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(self.unimodal_weight >= 0, f"unimodal_weight must be >= 0, got {self.unimodal_weight}")
         _check(not self.unimodal_blend or self.unimodal_weight > 0,
                "unimodal_blend needs unimodal_weight > 0: the per-modality classifiers it blends are trained by that term")
+        _check(self.fusion_trains_encoders or self.unimodal_weight > 0,
+               "fusion_trains_encoders=False needs unimodal_weight > 0: otherwise nothing would train the encoders")
+        _check(self.fusion_trains_encoders or not self.contrastive_trains_encoders,
+               "contrastive_trains_encoders=True needs fusion_trains_encoders=True: the contrastive term is part "
+               "of the fused path")
         for name in ("num_queries", "num_bottleneck_queries", "qtransform_layers", "bottleneck_layers", "num_experts"):
             _check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         _check(1 <= self.top_k <= self.num_experts, f"top_k must be in [1, num_experts={self.num_experts}], got {self.top_k}")

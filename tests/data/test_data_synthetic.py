@@ -12,7 +12,7 @@ from PIL import Image
 from fluid.data import read_glami, write_synthetic
 from fluid.data.synthetic import (CLASSES, FAMILIES, HUMAN, MACHINE, NOISY_LABELS_FILE, PATTERNS, REALISTIC_NOISE,
                                   SIDECAR_FILE, TYPES, _build_languages, _cap, _realistic_likelihoods, fusion_cap,
-                                  modality_caps)
+                                  modality_caps, naming_words)
 
 
 def _digest(root) -> dict[str, str]:
@@ -331,6 +331,25 @@ def test_realistic_text_names_type_and_pattern_with_the_configured_noise(realist
     pred = [int(np.argmax(lt[index[e]] * w)) for e in evidence]
     accuracy = float((np.asarray(pred) == ev["k"].to_numpy()).mean())
     assert accuracy == pytest.approx(modality_caps()[0], abs=0.06)
+
+
+def test_naming_words_find_what_each_realistic_text_names(realistic_600):
+    _, both = realistic_600
+    words = naming_words(7)
+    assert {v for k, v in words.values() if k == "type"} == set(TYPES)
+    assert {v for k, v in words.values() if k == "pattern"} == set(PATTERNS)
+    assert all(w == w.lower() for w in words)
+    assert naming_words(8).keys() != words.keys()  # each seed draws its own languages
+    langs = _build_languages(7)
+    named = 0
+    for _, x in both.iterrows():
+        found = {(kind, value) for t in f"{x['name']} {x['description']}".lower().replace(".", " ").split()
+                 for kind, value in [words.get(t, (None, None))] if kind}
+        types, patterns, _ = _evidence(x["name"], x["description"], langs[x["geo"]])
+        assert {v for k, v in found if k == "type"} == {TYPES[t] for t in types}, x["name"]
+        assert {v for k, v in found if k == "pattern"} == {PATTERNS[p] for p in patterns}, x["description"]
+        named += bool(found)
+    assert named > 0.9 * len(both)
 
 
 def test_realistic_images_show_each_types_own_silhouette(realistic_600, tmp_path):

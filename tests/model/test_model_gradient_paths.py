@@ -43,3 +43,41 @@ def test_frozen_encoders_give_the_same_model_either_way():
     oa, ob = a(image, text), b(image, text)
     torch.testing.assert_close(oa.logits, ob.logits)
     torch.testing.assert_close(oa.aux_losses["contrastive"], ob.aux_losses["contrastive"])
+
+
+@pytest.mark.parametrize("fusion_trains", [True, False])
+def test_fused_losses_reach_trainable_encoder_tokens_only_when_fusion_trains_encoders(fusion_trains):
+    torch.manual_seed(0)
+    head = build_head("fluid", 3, 8, 8, unimodal_weight=1.0, pooled_shortcut=True,
+                      fusion_trains_encoders=fusion_trains, **SMALL).train()
+    image = torch.randn(6, 5, 8, requires_grad=True)
+    text = torch.randn(6, 7, 8, requires_grad=True)
+    text_mask = torch.ones(6, 7, dtype=torch.bool)
+    text_mask[0] = False  # item 0 has no text: the missing-modality token stands in
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    losses = head.loss(head(image, text, text_mask=text_mask), labels)
+    fused = sum(v for k, v in losses.items() if k not in ("loss", "unimodal"))
+    fused.backward(retain_graph=True)
+    reached = image.grad is not None and image.grad.abs().sum() > 0 and text.grad.abs().sum() > 0
+    assert reached == fusion_trains
+    assert head.text_missing.token.grad.abs().sum() > 0  # the head's own parameters learn either way
+    assert head.image_summary.queries.grad.abs().sum() > 0
+    image.grad = text.grad = None
+    losses["unimodal"].backward()  # each modality's own classifier always trains its encoder
+    assert image.grad.abs().sum() > 0 and text.grad.abs().sum() > 0
+
+
+def test_fusion_trains_encoders_changes_no_output_and_needs_another_teacher():
+    torch.manual_seed(0)
+    a = build_head("fluid", 3, 8, 8, unimodal_weight=1.0, **SMALL).eval()
+    b = build_head("fluid", 3, 8, 8, unimodal_weight=1.0, fusion_trains_encoders=False, **SMALL).eval()
+    b.load_state_dict(a.state_dict())
+    image, text = torch.randn(4, 5, 8, requires_grad=True), torch.randn(4, 7, 8, requires_grad=True)
+    oa, ob = a(image, text), b(image, text)
+    torch.testing.assert_close(oa.logits, ob.logits)
+    torch.testing.assert_close(oa.unimodal_logits["image"][0], ob.unimodal_logits["image"][0])
+    with pytest.raises(ValueError, match="needs unimodal_weight > 0"):
+        build_head("fluid", 3, 8, 8, fusion_trains_encoders=False, **SMALL)
+    with pytest.raises(ValueError, match="contrastive_trains_encoders=True needs fusion_trains_encoders=True"):
+        build_head("fluid", 3, 8, 8, unimodal_weight=1.0, fusion_trains_encoders=False,
+                   contrastive_trains_encoders=True, **SMALL)

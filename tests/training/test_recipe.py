@@ -121,6 +121,28 @@ def test_parameter_groups_split_head_and_encoders_and_skip_decay_on_norms_biases
     assert total == sum(1 for p in network.parameters() if p.requires_grad)
 
 
+def test_auto_keeps_the_fused_path_off_encoders_trained_from_scratch_on_larger_catalogues_only():
+    large = _labels([150] * 10)  # 1,275 training items after the 15 % validation share
+    scratch, recipe = _resolve(demo_config("fluid"), large)
+    assert scratch.head["fusion_trains_encoders"] is False
+    assert "own modality's classifier" in {c.key: c.reason for c in recipe.choices}["head.fusion_trains_encoders"]
+    build_head("fluid", 10, image_dim=8, text_dim=8, **scratch.head)  # a valid head config
+    small, recipe = _resolve(demo_config("fluid"), _labels([25] * 10))
+    assert small.head["fusion_trains_encoders"] is True
+    assert "212 training items" in {c.key: c.reason for c in recipe.choices}["head.fusion_trains_encoders"]
+    pretrained, _ = _resolve(RunConfig(text_encoder="minilm", image_encoder="efficientnet-lite0"), large)
+    assert pretrained.head["fusion_trains_encoders"] is True
+    for own in ({"unimodal_weight": 0.0}, {"contrastive_trains_encoders": True}):
+        cfg = dataclasses.replace(demo_config("fluid"), head={**demo_config("fluid").head, **own})
+        resolved, _ = _resolve(cfg, large)
+        assert resolved.head["fusion_trains_encoders"] is True, own
+        build_head("fluid", 10, image_dim=8, text_dim=8, **resolved.head)
+    mine = dataclasses.replace(demo_config("fluid"), head={**demo_config("fluid").head, "fusion_trains_encoders": True})
+    assert _resolve(mine, large)[0].head["fusion_trains_encoders"] is True
+    paper, _ = _resolve(RunConfig(recipe="paper"), large)
+    assert build_head("fluid", 10, image_dim=8, text_dim=8, **paper.head).config.fusion_trains_encoders is True
+
+
 def test_auto_turns_on_the_measured_head_options_and_paper_leaves_them_off():
     scratch, _ = _resolve(demo_config("fluid"), _labels([25] * 10))
     assert scratch.head["pooled_shortcut"] is True and "contrastive_projection" not in scratch.head

@@ -182,6 +182,9 @@ class FluidHead(Head):
         b, (image, image_mask, image_present), (text, text_mask, text_present) = self.prepare_inputs(
             image_tokens, text_tokens, image_mask, text_mask)
 
+        unimodal_image, unimodal_text = image, text
+        if not c.fusion_trains_encoders and _requires_grad(image_tokens, text_tokens):
+            image, text = _encoders_detached(image, image_present), _encoders_detached(text, text_present)
         image_n = self.image_summary(image, image_mask)  # B x l x d (I_n)
         text_n = self.text_summary(text, text_mask)  # B x l x d (T_n)
 
@@ -189,7 +192,8 @@ class FluidHead(Head):
         contrastive_logits = contrastive_pairs = None
         if self.contrastive is not None and aux_losses:
             img_c, txt_c = image_n, text_n
-            if not c.contrastive_trains_encoders and _requires_grad(image_tokens, text_tokens):
+            if c.fusion_trains_encoders and not c.contrastive_trains_encoders and _requires_grad(image_tokens,
+                                                                                                 text_tokens):
                 # A second, cheap Q-Transform pass on detached tokens: the loss shapes the head only.
                 img_c = self.image_summary(image.detach(), image_mask)
                 txt_c = self.text_summary(text.detach(), text_mask)
@@ -229,7 +233,7 @@ class FluidHead(Head):
         unimodal = None
         blending = self.blend_weights is not None and not self.training
         if self.unimodal is not None and (aux_losses or blending):
-            scores = self.unimodal(image, image_mask, text, text_mask)
+            scores = self.unimodal(unimodal_image, image_mask, unimodal_text, text_mask)
             unimodal = {"image": (scores["image"], image_present), "text": (scores["text"], text_present)}
         if blending:
             logits = blend_log_probs(self.blend_weights, logits, unimodal["image"], unimodal["text"])
@@ -301,6 +305,12 @@ def blend_log_probs(weights: Tensor, fused: Tensor, image: tuple[Tensor, Tensor]
     fused_only = torch.tensor(FUSED_ONLY, dtype=w.dtype, device=w.device)[:, None]
     w = torch.where(total > 0, w / total.clamp_min(1e-12), fused_only)
     return (w[:, :, None] * terms).sum(dim=0).to(fused.dtype)
+
+
+def _encoders_detached(tokens: Tensor, present: Tensor) -> Tensor:
+    """``tokens`` (B x L x D) detached where they come from the encoder (``present``, B bool); the rows standing
+    in for an absent modality keep their graph, so the missing-modality token still learns from the fused path."""
+    return torch.where(present[:, None, None], tokens.detach(), tokens)
 
 
 def _requires_grad(*tokens: Tensor | None) -> bool:
