@@ -36,7 +36,8 @@ PAPER = {
 #: Learning rate of pretrained layers that fine-tune (the paper's rate for its whole model).
 FINE_TUNE_LR = 2e-5
 #: Above this many training items, ``auto`` keeps the fused path's losses off encoders trained from scratch
-#: (``fusion_trains_encoders=False``): measured better on ~1,350 items, worse on ~250 (docs/recipes.md).
+#: (``fusion_trains_encoders=False``): measured better on ~1,350 items, level on ~510, worse on ~215
+#: (docs/recipes.md).
 DETACHED_FUSION_MIN_ITEMS = 1_000
 #: Optimiser steps a run aims at: encoders trained from scratch need more than a head on frozen features.
 TARGET_STEPS = {"scratch": 1000, "pretrained": 400}
@@ -308,7 +309,7 @@ def _fusion_trains_encoders(cfg: RunConfig, encoders: EncoderSetup, n_train: int
         return True, "your head settings leave the encoders nothing else to learn from"
     if n_train <= DETACHED_FUSION_MIN_ITEMS:
         return True, (f"{n_train} training items: the fused path trains the encoders too (keeping it off them "
-                      "measured 3 points worse on ~250 items; docs/recipes.md)")
+                      "measured level on ~510 items and 3 points worse on ~215; docs/recipes.md)")
     return False, (f"{n_train} training items, encoders trained from scratch: they learn from their own "
                    "modality's classifier only, the fused head on top of them (measured +1 to +2 points on "
                    "~1,350 items; docs/recipes.md)")
