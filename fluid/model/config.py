@@ -155,7 +155,7 @@ class FluidConfig(HeadConfig):
             tokens: trainable encoders learn only from their own modality's classifier, and the fused head learns
             on top of what they read (as Du et al. 2023 find uni-modal features under-learned in joint training).
             Forward values are the same either way; with frozen encoders so is training. The ``auto`` recipe sets
-            False for encoders trained from scratch on more than 1,000 training items (docs/model.md,
+            False for encoders trained from scratch on more than 750 training items (docs/model.md,
             "Deviations").
         no_qtransform_pooling*: with use_qtransform=False, the 1-token summary of each encoder sequence:
             "cls" (first valid token), "mean" (masked mean) or "auto": "cls" for a modality whose sequences

@@ -36,9 +36,9 @@ PAPER = {
 #: Learning rate of pretrained layers that fine-tune (the paper's rate for its whole model).
 FINE_TUNE_LR = 2e-5
 #: Above this many training items, ``auto`` keeps the fused path's losses off encoders trained from scratch
-#: (``fusion_trains_encoders=False``): measured better on ~1,350 items, level on ~510, worse on ~215
-#: (docs/recipes.md).
-DETACHED_FUSION_MIN_ITEMS = 1_000
+#: (``fusion_trains_encoders=False``): measured better on ~970 and ~1,350 items, level on ~510, worse on ~215
+#: (docs/recipes.md); between ~510 and ~970 the turn is not measured.
+DETACHED_FUSION_MIN_ITEMS = 750
 #: Optimiser steps a run aims at: encoders trained from scratch need more than a head on frozen features.
 TARGET_STEPS = {"scratch": 1000, "pretrained": 400}
 MIN_EPOCHS, MAX_EPOCHS = 5, 40
@@ -312,7 +312,7 @@ def _fusion_trains_encoders(cfg: RunConfig, encoders: EncoderSetup, n_train: int
                       "measured level on ~510 items and 3 points worse on ~215; docs/recipes.md)")
     return False, (f"{n_train} training items, encoders trained from scratch: they learn from their own "
                    "modality's classifier only, the fused head on top of them (measured +1 to +2 points on "
-                   "~1,350 items; docs/recipes.md)")
+                   "~970-1,350 items; docs/recipes.md)")
 
 
 def _tiny_layers(cfg: RunConfig) -> int | None:

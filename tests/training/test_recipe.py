@@ -8,7 +8,7 @@ import torch
 
 from fluid.config import RunConfig, demo_config
 from fluid.model import available_heads, build_head, head_config
-from fluid.training.recipe import PAPER, CatalogueStats, EncoderSetup, resolve
+from fluid.training.recipe import DETACHED_FUSION_MIN_ITEMS, PAPER, CatalogueStats, EncoderSetup, resolve
 
 
 def _resolve(cfg: RunConfig, labels, *, separate_validation=False):
@@ -132,6 +132,10 @@ def test_auto_keeps_the_fused_path_off_encoders_trained_from_scratch_on_larger_c
     assert "212 training items" in {c.key: c.reason for c in recipe.choices}["head.fusion_trains_encoders"]
     pretrained, _ = _resolve(RunConfig(text_encoder="minilm", image_encoder="efficientnet-lite0"), large)
     assert pretrained.head["fusion_trains_encoders"] is True
+    per_class = DETACHED_FUSION_MIN_ITEMS // 10  # validation given: n_train is every labelled item
+    at, above = (_resolve(demo_config("fluid"), _labels([k] * 10), separate_validation=True)[0]
+                 for k in (per_class, per_class + 1))
+    assert at.head["fusion_trains_encoders"] is True and above.head["fusion_trains_encoders"] is False
     for own in ({"unimodal_weight": 0.0}, {"contrastive_trains_encoders": True}):
         cfg = dataclasses.replace(demo_config("fluid"), head={**demo_config("fluid").head, **own})
         resolved, _ = _resolve(cfg, large)
