@@ -136,12 +136,12 @@ def text_readers(seed: int, workdir: Path, items: int = 2000) -> dict:
     for name, (make, grid, prepare) in readers.items():
         value = choose(make, grid, prepare(fit["text"]), fit["label"], prepare(val["text"]), val["label"])
         model = make(value).fit(prepare(train["text"]), train["label"])
-        out[name] = float((model.predict(prepare(test["text"])) == test["label"]).mean())
+        x_test = prepare(test["text"])
+        out[name] = float((model.predict(x_test) == test["label"]).mean())
         out[f"{name} chosen"] = str(value)
         if name == "told-words nb":
             classes = [int(c) - 1000 for c in model.classes_]
-            out["fusion:told-words nb"] = fusion_with_perfect_image(model.predict_proba(prepare(test["text"])),
-                                                                   classes, truth)
+            out["fusion:told-words nb"] = fusion_with_perfect_image(model.predict_proba(x_test), classes, truth)
     return out
 
 

@@ -293,19 +293,21 @@ def _auto(cfg: RunConfig, stats: CatalogueStats, encoders: EncoderSetup) -> dict
                                  "fitting the training data is discounted (measured: docs/recipes.md)") if trained else
                                 (False, "frozen encoders: the fitted blend kept the fused classifier alone "
                                  "(measured: docs/recipes.md)"))
-    if cfg.head.get("unimodal_weight", 1.0) <= 0:
+    unimodal_off_by_you = cfg.head.get("unimodal_weight", 1.0) <= 0
+    if unimodal_off_by_you:
         p["head.unimodal_blend"] = (False, "your unimodal_weight is 0: no per-modality classifier to blend")
     p["head.pooled_shortcut"] = (True, "the head can fall back on a linear probe of the pooled encoder tokens "
                                  "(measured: never worse, lower seed-to-seed spread; docs/recipes.md)")
-    p["head.fusion_trains_encoders"] = _fusion_trains_encoders(cfg, encoders, n_train)
+    p["head.fusion_trains_encoders"] = _fusion_trains_encoders(cfg, encoders, n_train, unimodal_off_by_you)
     return p
 
 
-def _fusion_trains_encoders(cfg: RunConfig, encoders: EncoderSetup, n_train: int) -> tuple[bool, str]:
+def _fusion_trains_encoders(cfg: RunConfig, encoders: EncoderSetup, n_train: int,
+                            unimodal_off_by_you: bool) -> tuple[bool, str]:
     if not encoders.trains_from_scratch:
         return True, ("frozen or pretrained encoders: the paper's behaviour (the alternative was measured with "
                       "encoders trained from scratch only)")
-    if cfg.head.get("unimodal_weight", 1.0) <= 0 or cfg.head.get("contrastive_trains_encoders", False):
+    if unimodal_off_by_you or cfg.head.get("contrastive_trains_encoders", False):
         return True, "your head settings leave the encoders nothing else to learn from"
     if n_train <= DETACHED_FUSION_MIN_ITEMS:
         return True, (f"{n_train} training items: the fused path trains the encoders too (keeping it off them "

@@ -182,8 +182,9 @@ class FluidHead(Head):
         b, (image, image_mask, image_present), (text, text_mask, text_present) = self.prepare_inputs(
             image_tokens, text_tokens, image_mask, text_mask)
 
+        encoders_train = _requires_grad(image_tokens, text_tokens)
         unimodal_image, unimodal_text = image, text
-        if not c.fusion_trains_encoders and _requires_grad(image_tokens, text_tokens):
+        if not c.fusion_trains_encoders and encoders_train:
             image, text = _encoders_detached(image, image_present), _encoders_detached(text, text_present)
         image_n = self.image_summary(image, image_mask)  # B x l x d (I_n)
         text_n = self.text_summary(text, text_mask)  # B x l x d (T_n)
@@ -192,8 +193,7 @@ class FluidHead(Head):
         contrastive_logits = contrastive_pairs = None
         if self.contrastive is not None and aux_losses:
             img_c, txt_c = image_n, text_n
-            if c.fusion_trains_encoders and not c.contrastive_trains_encoders and _requires_grad(image_tokens,
-                                                                                                 text_tokens):
+            if c.fusion_trains_encoders and not c.contrastive_trains_encoders and encoders_train:
                 # A second, cheap Q-Transform pass on detached tokens: the loss shapes the head only.
                 img_c = self.image_summary(image.detach(), image_mask)
                 txt_c = self.text_summary(text.detach(), text_mask)
