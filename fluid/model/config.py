@@ -157,6 +157,13 @@ class FluidConfig(HeadConfig):
             Forward values are the same either way; with frozen encoders so is training. The ``auto`` recipe sets
             False for encoders trained from scratch on more than 750 training items (docs/model.md,
             "Deviations").
+        unimodal_input*: what each per-modality classifier (``unimodal_weight`` > 0) reads: "tokens" (the
+            layer-normalised masked mean of that modality's encoder tokens) or "queries" (the layer-normalised
+            mean of that modality's Q-Transform outputs, I_n or T_n, so the classifier pools the tokens by
+            attention as the single-modality heads do; needs use_qtransform). With fusion_trains_encoders=False
+            the Q-Transforms run a second time on the encoders' own tokens for these classifiers, so their loss
+            still trains the encoders. The ``auto`` recipe sets "queries" exactly where it detaches the fused
+            path (docs/model.md, "Deviations").
         no_qtransform_pooling*: with use_qtransform=False, the 1-token summary of each encoder sequence:
             "cls" (first valid token), "mean" (masked mean) or "auto": "cls" for a modality whose sequences
             start with a CLS token, "mean" for one without (``build_head(..., image_has_cls=, text_has_cls=)``;
@@ -197,9 +204,14 @@ class FluidConfig(HeadConfig):
     unimodal_weight: float = 0.0
     unimodal_blend: bool = False
     fusion_trains_encoders: bool = True
+    unimodal_input: str = "tokens"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check(self.unimodal_input in ("tokens", "queries"),
+               f"unimodal_input must be 'tokens' or 'queries', got {self.unimodal_input!r}")
+        _check(self.unimodal_input == "tokens" or self.use_qtransform,
+               "unimodal_input='queries' needs use_qtransform: the classifiers read the Q-Transform's queries")
         _check(self.unimodal_weight >= 0, f"unimodal_weight must be >= 0, got {self.unimodal_weight}")
         _check(not self.unimodal_blend or self.unimodal_weight > 0,
                "unimodal_blend needs unimodal_weight > 0: the per-modality classifiers it blends are trained by that term")

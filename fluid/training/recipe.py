@@ -36,8 +36,8 @@ PAPER = {
 #: Learning rate of pretrained layers that fine-tune (the paper's rate for its whole model).
 FINE_TUNE_LR = 2e-5
 #: Above this many training items, ``auto`` keeps the fused path's losses off encoders trained from scratch
-#: (``fusion_trains_encoders=False``): measured better on ~970 and ~1,350 items, level on ~510, worse on ~215
-#: (docs/recipes.md); between ~510 and ~970 the turn is not measured.
+#: (``fusion_trains_encoders=False``): measured better on ~970 and ~1,350 items, level on ~510 and ~750, worse on
+#: ~215 (docs/recipes.md).
 DETACHED_FUSION_MIN_ITEMS = 750
 #: Optimiser steps a run aims at: encoders trained from scratch need more than a head on frozen features.
 TARGET_STEPS = {"scratch": 1000, "pretrained": 400}
@@ -179,9 +179,11 @@ def resolve(cfg: RunConfig, stats: CatalogueStats, encoders: EncoderSetup, head_
         proposals = {key: (value, UNUSED if key != "val_fraction" else reason)
                      for key, (value, reason) in proposals.items() if not key.startswith("head.")}
     head_keys = set(head_defaults)
+    if not {**head_defaults, **cfg.head}.get("use_qtransform", True) and "head.unimodal_input" in proposals:
+        proposals["head.unimodal_input"] = ("tokens", "the head has no Q-Transform whose queries could be read")
     layers = _tiny_layers(cfg)
-    if layers is not None and head_defaults.get("encoder_layers", 1) > layers:
-        proposals["head.encoder_layers"] = (layers, f"the tiny encoders have {layers} layers")
+    if layers is not None and head_defaults.get("encoder_layers", 1) > max(1, layers):
+        proposals["head.encoder_layers"] = (max(1, layers), f"the tiny encoders have {layers} layers")
     values, head, choices = {}, dict(cfg.head), []
     for key, (value, reason) in proposals.items():
         if key.startswith("head."):
@@ -299,7 +301,21 @@ def _auto(cfg: RunConfig, stats: CatalogueStats, encoders: EncoderSetup) -> dict
     p["head.pooled_shortcut"] = (True, "the head can fall back on a linear probe of the pooled encoder tokens "
                                  "(measured: never worse, lower seed-to-seed spread; docs/recipes.md)")
     p["head.fusion_trains_encoders"] = _fusion_trains_encoders(cfg, encoders, n_train, unimodal_off_by_you)
+    p["head.unimodal_input"] = _unimodal_input(cfg, p["head.fusion_trains_encoders"][0], trained)
     return p
+
+
+def _unimodal_input(cfg: RunConfig, fusion_trains_encoders: bool, trained: bool) -> tuple[str, str]:
+    if not trained:
+        return "tokens", "unused: frozen encoders get no per-modality classifiers"
+    if not cfg.head.get("fusion_trains_encoders", fusion_trains_encoders):
+        return "queries", ("the fused path is kept off the encoders, so each learns from its own modality's "
+                           "classifier alone: reading that modality's Q-Transform queries (attention pooling) "
+                           "teaches it better than the mean of its tokens (measured +0.6 to +1.4 points on "
+                           "~970-1,350 items; docs/recipes.md)")
+    return "tokens", ("the fused path trains the encoders too: the per-modality classifiers read the mean of the "
+                      "encoder tokens (reading the Q-Transform queries measured 7 points worse on ~215 items; "
+                      "docs/recipes.md)")
 
 
 def _fusion_trains_encoders(cfg: RunConfig, encoders: EncoderSetup, n_train: int,
@@ -311,7 +327,7 @@ def _fusion_trains_encoders(cfg: RunConfig, encoders: EncoderSetup, n_train: int
         return True, "your head settings leave the encoders nothing else to learn from"
     if n_train <= DETACHED_FUSION_MIN_ITEMS:
         return True, (f"{n_train} training items: the fused path trains the encoders too (keeping it off them "
-                      "measured level on ~510 items and 3 points worse on ~215; docs/recipes.md)")
+                      "measured level on ~510-760 items and 3 points worse on ~215; docs/recipes.md)")
     return False, (f"{n_train} training items, encoders trained from scratch: they learn from their own "
                    "modality's classifier only, the fused head on top of them (measured +1 to +2 points on "
                    "~970-1,350 items; docs/recipes.md)")

@@ -96,6 +96,17 @@ def test_only_the_keys_a_head_has_are_set_and_molt_fits_the_tiny_encoders():
     assert "encoder_layers" not in _resolve(demo_config("fluid"), _labels([25] * 10))[0].head
 
 
+@pytest.mark.parametrize("name, expected", [("fluid", None), ("molt", 1)])
+def test_a_tiny_text_encoder_without_hidden_layers_still_gives_the_head_one_layer_to_read(name, expected):
+    """A 0-layer tiny encoder (embeddings only) has one hidden state: MoLT reads it, and no head is asked to read
+    none (this used to set encoder_layers=0, which every head refused)."""
+    user = dataclasses.replace(demo_config(name), encoder_overrides={"text": {"layers": 0}})
+    cfg, _ = _resolve(user, _labels([25] * 10))
+    assert cfg.head.get("encoder_layers") == expected
+    head = build_head(name, 10, image_dim=64, text_dim=64, **cfg.head)
+    assert head.config.encoder_layers == 1
+
+
 def test_parameter_groups_split_head_and_encoders_and_skip_decay_on_norms_biases_and_tokens():
     from fluid.training.module import parameter_groups
     from fluid.training.network import MultimodalNetwork
@@ -145,6 +156,31 @@ def test_auto_keeps_the_fused_path_off_encoders_trained_from_scratch_on_larger_c
     assert _resolve(mine, large)[0].head["fusion_trains_encoders"] is True
     paper, _ = _resolve(RunConfig(recipe="paper"), large)
     assert build_head("fluid", 10, image_dim=8, text_dim=8, **paper.head).config.fusion_trains_encoders is True
+
+
+def test_the_per_modality_classifiers_read_the_queries_exactly_where_the_fused_path_is_detached():
+    large, small = _labels([150] * 10), _labels([25] * 10)
+    for labels, head_options, expected in (
+            (large, {}, "queries"),  # the recipe detaches the fused path here
+            (small, {}, "tokens"),
+            (large, {"fusion_trains_encoders": True}, "tokens"),  # the user's choice of the fused path decides
+            (small, {"fusion_trains_encoders": False}, "queries")):
+        cfg = dataclasses.replace(demo_config("fluid"), head={**demo_config("fluid").head, **head_options})
+        resolved, recipe = _resolve(cfg, labels)
+        assert resolved.head["unimodal_input"] == expected, head_options
+        assert build_head("fluid", 10, image_dim=8, text_dim=8, **resolved.head).config.unimodal_input == expected
+    reason = {c.key: c.reason for c in _resolve(demo_config("fluid"), large)[1].choices}["head.unimodal_input"]
+    assert "Q-Transform queries" in reason
+    mine = dataclasses.replace(demo_config("fluid"), head={**demo_config("fluid").head, "unimodal_input": "tokens"})
+    assert _resolve(mine, large)[0].head["unimodal_input"] == "tokens"
+    frozen, recipe = _resolve(RunConfig(text_encoder="minilm", image_encoder="efficientnet-lite0"), large)
+    assert frozen.head["unimodal_input"] == "tokens"
+    assert "unused" in {c.key: c.reason for c in recipe.choices}["head.unimodal_input"]
+    ablation, _ = _resolve(demo_config("fluid-no-qtransform"), large)  # no Q-Transform: the tokens, still detached
+    assert ablation.head["unimodal_input"] == "tokens" and ablation.head["fusion_trains_encoders"] is False
+    build_head("fluid-no-qtransform", 10, image_dim=8, text_dim=8, **ablation.head)
+    paper, _ = _resolve(RunConfig(recipe="paper"), large)
+    assert build_head("fluid", 10, image_dim=8, text_dim=8, **paper.head).config.unimodal_input == "tokens"
 
 
 def test_auto_turns_on_the_measured_head_options_and_paper_leaves_them_off():

@@ -154,7 +154,9 @@ class FluidHead(Head):
         in_dim = d if c.moe_input == "per-token" else self.embedding_dim
         hidden = c.expert_hidden_dim or d
         self.shortcut = PooledShortcut(image_dim, text_dim, num_classes) if c.pooled_shortcut else None
-        self.unimodal = UnimodalClassifiers(image_dim, text_dim, num_classes) if c.unimodal_weight > 0 else None
+        queries = c.unimodal_input == "queries"
+        self.unimodal = (UnimodalClassifiers(d if queries else image_dim, d if queries else text_dim, num_classes)
+                         if c.unimodal_weight > 0 else None)
         if c.unimodal_blend:
             self.register_buffer("blend_weights", torch.tensor(FUSED_ONLY))
         else:
@@ -233,13 +235,27 @@ class FluidHead(Head):
         unimodal = None
         blending = self.blend_weights is not None and not self.training
         if self.unimodal is not None and (aux_losses or blending):
-            scores = self.unimodal(unimodal_image, image_mask, unimodal_text, text_mask)
+            if c.unimodal_input == "queries":
+                scores = self._unimodal_on_queries(image_n, text_n, unimodal_image, unimodal_text, image_mask,
+                                                   text_mask, detached=unimodal_image is not image)
+            else:
+                scores = self.unimodal(unimodal_image, image_mask, unimodal_text, text_mask)
             unimodal = {"image": (scores["image"], image_present), "text": (scores["text"], text_present)}
         if blending:
             logits = blend_log_probs(self.blend_weights, logits, unimodal["image"], unimodal["text"])
         return HeadOutput(logits=logits, aux_losses=aux, embedding=embedding, gate=gate, expert_load=expert_load,
                           routing=routing, contrastive_logits=contrastive_logits, contrastive_pairs=contrastive_pairs,
                           unimodal_logits=unimodal)
+
+    def _unimodal_on_queries(self, image_n: Tensor, text_n: Tensor, image: Tensor, text: Tensor, image_mask: Tensor,
+                             text_mask: Tensor, *, detached: bool) -> dict[str, Tensor]:
+        """``unimodal_input="queries"``: each modality's classifier reads the mean of its Q-Transform's queries
+        (B x l x d -> B x C). When the fused path read detached tokens, the Q-Transforms run again on the
+        encoders' own tokens, so the per-modality losses still train the encoders."""
+        if detached:
+            image_n, text_n = self.image_summary(image, image_mask), self.text_summary(text, text_mask)
+        full = torch.ones(image_n.shape[:2], dtype=torch.bool, device=image_n.device)
+        return self.unimodal(image_n, full, text_n, full[:, :text_n.shape[1]])
 
     def _contrasted(self, image_n: Tensor, text_n: Tensor) -> tuple[Tensor, Tensor]:
         """The vectors the contrastive loss compares: I_n, T_n (B x l x d) pooled (``contrastive_pooling``) to
