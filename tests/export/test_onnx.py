@@ -166,3 +166,18 @@ def test_every_head_exports_and_matches_pytorch(name, tmp_path):
     assert (tmp_path / f"{name}.onnx").is_file()
     assert result["exporter"] == "dynamo", result["exporter_failures"]
     assert result["max_abs_diff"]["logits"] < 1e-4 and result["max_abs_diff"]["probabilities"] < 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("unimodal_input", ["tokens", "queries"])
+def test_the_fluid_head_auto_builds_for_larger_catalogues_exports_with_its_blend(unimodal_input, tmp_path):
+    """The head as ``auto`` sets it when encoders train from scratch on > 750 items (per-modality classifiers
+    blended in, the fused path detached, the classifiers reading ``unimodal_input``) exports and matches."""
+    torch.manual_seed(0)
+    head = build_head("fluid", 4, image_dim=16, text_dim=24, hidden_dim=16, num_heads=2, num_queries=4,
+                      num_experts=4, pooled_shortcut=True, unimodal_weight=1.0, unimodal_blend=True,
+                      fusion_trains_encoders=False, unimodal_input=unimodal_input).eval()
+    with torch.no_grad():
+        head.blend_weights.copy_(torch.tensor([0.2, 0.5, 0.3]))
+    result = export_head(head, tmp_path / "fluid.onnx", image_length=9)
+    assert result["max_abs_diff"]["logits"] < 1e-4 and result["max_abs_diff"]["probabilities"] < 1e-5
