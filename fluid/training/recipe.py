@@ -307,7 +307,8 @@ def _auto(cfg: RunConfig, stats: CatalogueStats, encoders: EncoderSetup) -> dict
 
 def _unimodal_input(cfg: RunConfig, fusion_trains_encoders: bool, trained: bool) -> tuple[str, str]:
     if not trained:
-        return "tokens", "unused: frozen encoders get no per-modality classifiers"
+        return "tokens", ("no encoder trains, so auto adds no per-modality classifiers (should you add them, they "
+                          "read the mean of the encoder tokens)")
     if not cfg.head.get("fusion_trains_encoders", fusion_trains_encoders):
         return "queries", ("the fused path is kept off the encoders, so each learns from its own modality's "
                            "classifier alone: reading that modality's Q-Transform queries (attention pooling) "

@@ -175,7 +175,7 @@ def test_the_per_modality_classifiers_read_the_queries_exactly_where_the_fused_p
     assert _resolve(mine, large)[0].head["unimodal_input"] == "tokens"
     frozen, recipe = _resolve(RunConfig(text_encoder="minilm", image_encoder="efficientnet-lite0"), large)
     assert frozen.head["unimodal_input"] == "tokens"
-    assert "unused" in {c.key: c.reason for c in recipe.choices}["head.unimodal_input"]
+    assert "no encoder trains" in {c.key: c.reason for c in recipe.choices}["head.unimodal_input"]
     ablation, _ = _resolve(demo_config("fluid-no-qtransform"), large)  # no Q-Transform: the tokens, still detached
     assert ablation.head["unimodal_input"] == "tokens" and ablation.head["fusion_trains_encoders"] is False
     build_head("fluid-no-qtransform", 10, image_dim=8, text_dim=8, **ablation.head)

@@ -186,7 +186,8 @@ class FluidHead(Head):
 
         encoders_train = _requires_grad(image_tokens, text_tokens)
         unimodal_image, unimodal_text = image, text
-        if not c.fusion_trains_encoders and encoders_train:
+        fused_reads_detached = not c.fusion_trains_encoders and encoders_train
+        if fused_reads_detached:
             image, text = _encoders_detached(image, image_present), _encoders_detached(text, text_present)
         image_n = self.image_summary(image, image_mask)  # B x l x d (I_n)
         text_n = self.text_summary(text, text_mask)  # B x l x d (T_n)
@@ -237,7 +238,7 @@ class FluidHead(Head):
         if self.unimodal is not None and (aux_losses or blending):
             if c.unimodal_input == "queries":
                 scores = self._unimodal_on_queries(image_n, text_n, unimodal_image, unimodal_text, image_mask,
-                                                   text_mask, detached=unimodal_image is not image)
+                                                   text_mask, detached=fused_reads_detached)
             else:
                 scores = self.unimodal(unimodal_image, image_mask, unimodal_text, text_mask)
             unimodal = {"image": (scores["image"], image_present), "text": (scores["text"], text_present)}
@@ -254,8 +255,8 @@ class FluidHead(Head):
         encoders' own tokens, so the per-modality losses still train the encoders."""
         if detached:
             image_n, text_n = self.image_summary(image, image_mask), self.text_summary(text, text_mask)
-        full = torch.ones(image_n.shape[:2], dtype=torch.bool, device=image_n.device)
-        return self.unimodal(image_n, full, text_n, full[:, :text_n.shape[1]])
+        every_query = torch.ones(image_n.shape[:2], dtype=torch.bool, device=image_n.device)  # B x l, both sides
+        return self.unimodal(image_n, every_query, text_n, every_query)
 
     def _contrasted(self, image_n: Tensor, text_n: Tensor) -> tuple[Tensor, Tensor]:
         """The vectors the contrastive loss compares: I_n, T_n (B x l x d) pooled (``contrastive_pooling``) to
