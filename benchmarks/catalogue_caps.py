@@ -5,9 +5,9 @@ the generators' own probabilities (no sampling), for a reader of the text alone,
 
 A cap treats every drawn cue as readable (a faint pattern, a half-covered outline): an upper bound for a real
 model, on clean test labels. The small-english, english-pretrained and multilingual texts name the garment type
-in 90 % of items and the pattern in 60 % (offline-presets: 25 %), nothing else about the class; their images are
-the realistic mode's drawings (offline-presets: the complementary mode's, which show the garment's family and
-pattern but not the type within the family).
+in 90 % of items and the pattern in 60 % (offline-presets: 25 %; product-pages: both in 98 %), nothing else about
+the class; their images are the realistic mode's drawings (offline-presets: the complementary mode's, which show
+the garment's family and pattern but not the type within the family; product-pages: 3 % of them missing).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ OUT = ROOT / "benchmarks" / "results" / "catalogue_caps.json"
 TYPE_NAMED = 0.9  # english_text / multilingual_text name the garment type with this probability
 
 
-def _text_likelihoods(keep: list[int], pattern_share: float) -> np.ndarray:
-    """P(text evidence | class) for texts naming the type (TYPE_NAMED) and the pattern (pattern_share)."""
+def _text_likelihoods(keep: list[int], pattern_share: float, type_named: float = TYPE_NAMED) -> np.ndarray:
+    """P(text evidence | class) for texts naming the type (``type_named``) and the pattern (``pattern_share``)."""
     from fluid.data.synthetic import CLASSES, PATTERNS, TYPES
 
     evidence = list(itertools.product([None, *TYPES], [None, *PATTERNS]))
@@ -34,7 +34,7 @@ def _text_likelihoods(keep: list[int], pattern_share: float) -> np.ndarray:
     for j, k in enumerate(keep):
         gtype, pattern, _ = CLASSES[k]
         for s, (said_type, said_pattern) in enumerate(evidence):
-            p_type = 1 - TYPE_NAMED if said_type is None else TYPE_NAMED * (said_type == gtype)
+            p_type = 1 - type_named if said_type is None else type_named * (said_type == gtype)
             p_pattern = 1 - pattern_share if said_pattern is None else pattern_share * (said_pattern == pattern)
             out[s, j] = p_type * p_pattern
     return out
@@ -48,7 +48,7 @@ def caps(text: np.ndarray, image: np.ndarray, weights: np.ndarray) -> dict[str, 
 
 
 def all_caps() -> dict[str, dict[str, float]]:
-    from offline_presets import TOP_CLASSES
+    from offline_presets import PAGE_IMAGE_MISSING, PAGE_PATTERN_NAMED, PAGE_TYPE_NAMED, TOP_CLASSES
 
     from fluid.data.synthetic import CLASSES, evidence_likelihoods, fusion_cap, modality_caps
 
@@ -62,6 +62,11 @@ def all_caps() -> dict[str, dict[str, float]]:
     complementary_images = evidence_likelihoods("complementary")[1][:, keep]
     for name in ("small-english", "english-pretrained", "multilingual"):
         out[name] = caps(_text_likelihoods(keep, 0.6), realistic_images, weights)
+    pages = caps(_text_likelihoods(keep, PAGE_PATTERN_NAMED, PAGE_TYPE_NAMED), realistic_images, weights)
+    shown, prior = 1 - PAGE_IMAGE_MISSING, weights.max() / weights.sum()  # a missing image leaves the prior / text
+    out["product-pages"] = out["pages-pretrained"] = {
+        "text": pages["text"], "image": shown * pages["image"] + (1 - shown) * prior,
+        "both": shown * pages["both"] + (1 - shown) * pages["text"]}
     out["offline-presets"] = caps(_text_likelihoods(keep, 0.25), complementary_images, weights)
     return out
 

@@ -84,6 +84,68 @@ def english_text(rng: random.Random, gtype: str, pattern: str, pattern_share: fl
     return name + "\n" + " ".join(sentences)
 
 
+#: Product-page sentences with nothing about the garment's type or pattern: what pads a real description to
+#: ~200 words (delivery, care, sizing, sustainability, brand story). One says "checked" in its other sense, as
+#: real pages do.
+PAGE_FILLERS = [
+    "Orders placed before 2 pm ship the same working day.",
+    "Standard delivery takes two to four working days; express delivery is available at checkout.",
+    "Returns are free within 30 days, as long as the tags are still attached.",
+    "Wash inside out with similar colours and reshape while damp.",
+    "Do not bleach, do not dry clean, and dry flat away from direct heat.",
+    "Our sizes follow the European standard; if you are between two sizes, we suggest the larger one.",
+    "The model in the photos is 176 cm tall and wears a size small.",
+    "Every piece is checked by hand before it leaves our warehouse.",
+    "We work with certified mills that limit water and energy use.",
+    "The packaging is made from recycled cardboard and can go straight into the paper bin.",
+    "Colours on screen may differ slightly from the real product.",
+    "Join our newsletter for early access to new collections and member-only offers.",
+    "Gift wrapping and a handwritten card can be added at checkout.",
+    "Customer service answers every message within one working day.",
+    "Small variations in the weave are part of the character of the fabric.",
+    "The fabric is breathable, soft against the skin and keeps its shape wash after wash.",
+    "Seams are double-stitched at the points that take the most strain.",
+    "Designed in our studio and produced in small batches to reduce waste.",
+    "Store folded in a cool, dry place and keep away from sharp objects.",
+    "Reviews from verified buyers mention the comfortable feel and the generous cut.",
+    "Pay in three interest-free instalments with the payment partners shown at checkout.",
+    "This item is part of our permanent collection and is restocked regularly.",
+    "Matching pieces from the same collection are shown further down the page.",
+    "Measurements are taken flat and may vary by one or two centimetres.",
+    "All trims are nickel-free and the dyes meet the OEKO-TEX standard.",
+    "Click and collect is free at every one of our stores.",
+    "Track your parcel at any time with the link in your confirmation email.",
+    "Exchanges for another size are free and usually arrive within a week.",
+    "Our stores can order any size that is missing from the shelf.",
+    "A percentage of every sale supports textile recycling programmes.",
+]
+
+
+PAGE_TYPE_NAMED = PAGE_PATTERN_NAMED = 0.98  # long_english_text's default shares
+PAGE_IMAGE_MISSING = 0.03  # share of quality.py's product-pages rows without an image
+
+
+def long_english_text(rng: random.Random, gtype: str, pattern: str, *, words: int = 200,
+                      type_share: float = PAGE_TYPE_NAMED, pattern_share: float = PAGE_PATTERN_NAMED) -> str:
+    """A product page of about ``words`` words: a title and a description that name the garment type (in
+    ``type_share`` of the texts, several times, with synonyms) and the pattern (``pattern_share``), padded with
+    product-page sentences that say nothing about either (``PAGE_FILLERS``) in a random order."""
+    named = rng.random() < type_share
+    noun = rng.choice(SYNONYMS[gtype]) if named else "piece"
+    pattern_word = (rng.choice(PATTERN_WORDS[pattern]) + " ") if rng.random() < pattern_share else ""
+    colour, brand, material = rng.choice(COLOURS), rng.choice(BRANDS), rng.choice(MATERIALS)
+    sentences = [f"This {colour} {pattern_word}{noun} from {brand} is made from {material}.",
+                 f"It has {rng.choice(FITS)} and is ideal for {rng.choice(OCCASIONS)}."]
+    if named:
+        sentences += [f"Style the {rng.choice(SYNONYMS[gtype])} with your favourite accessories.",
+                      f"A {rng.choice(SYNONYMS[gtype])} that works from morning to evening."]
+    fillers = rng.sample(PAGE_FILLERS + FILLERS, len(PAGE_FILLERS) + len(FILLERS))
+    while sum(len(s.split()) for s in sentences) < words and fillers:
+        sentences.append(fillers.pop())
+    rng.shuffle(sentences)
+    return f"{brand} {colour} {pattern_word}{noun}".strip() + "\n" + " ".join(sentences)
+
+
 def make_catalogue(workdir: Path, items: int, seed: int) -> dict[str, pd.DataFrame]:
     """Write train/val/test CSVs (id,text,image,label; image paths relative to ``workdir``) and return them."""
     from fluid.data.splits import stratified_split

@@ -12,6 +12,10 @@ Catalogues (all built offline, see docs/benchmarks.md):
                   (benchmarks/offline_presets.py), the pretrained offline encoders minilm + efficientnet-lite0;
   small-english   ~250 training items, 10 classes, long English descriptions that name the garment (and often
                   the pattern) over realistic-mode drawings, tiny encoders: the size of a first user's catalogue;
+  product-pages   the shape of the real catalogue that opened issue 23 (docs/benchmarks.md): ~250 training items,
+                  10 classes, ~200-word English product pages that name the garment (98 %) and the pattern
+                  (98 %) among delivery, care and sizing sentences, 3 % of the images missing, tiny encoders;
+  pages-pretrained  the same catalogue with minilm + efficientnet-lite0;
   english-pretrained  the same kind of catalogue with ~600 training items and minilm + efficientnet-lite0 (the
                   drawings show the garment type, so the image alone can classify, unlike offline-presets);
   multilingual    ~375 training items like small-english, but short texts in seven real languages (Czech,
@@ -48,11 +52,12 @@ from fluid.atomic import write_json_atomic
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "quality.json"
-CATALOGUES = ("realistic", "complementary", "offline-presets", "small-english", "english-pretrained", "multilingual",
-              "multilingual-transfer")
+CATALOGUES = ("realistic", "complementary", "offline-presets", "small-english", "product-pages", "pages-pretrained",
+              "english-pretrained", "multilingual", "multilingual-transfer")
 DEEP = ("fluid", "early-fusion", "text-only", "image-only")
 SYSTEMS = (*DEEP, "floor", "probe", "fluid+md")
-ENCODERS = {name: ("minilm", "efficientnet-lite0") for name in ("offline-presets", "english-pretrained")}
+ENCODERS = {name: ("minilm", "efficientnet-lite0") for name in ("offline-presets", "english-pretrained",
+                                                                "pages-pretrained")}
 
 
 # ------------------------------------------------------------------------------------------------- catalogues
@@ -72,13 +77,14 @@ def synthetic_frames(workdir: Path, mode: str, items: int, seed: int) -> dict[st
 
 
 def small_english_frames(workdir: Path, items: int, seed: int, *, multilingual: bool = False,
-                         transfer: bool = False) -> dict[str, pd.DataFrame]:
+                         transfer: bool = False, pages: bool = False) -> dict[str, pd.DataFrame]:
     """~``items`` realistic-mode drawings of the 10 largest classes, with long English texts naming the garment
     (90 %) and the pattern (60 %) — or, ``multilingual``, short texts in seven real languages naming the same
     (benchmarks/multilingual_texts.py), where ``transfer`` writes the training texts in four languages and the
-    test texts in the other three; 75 % train, 25 % test."""
+    test texts in the other three — or, ``pages``, ~200-word product pages naming the garment (98 %) and the
+    pattern (98 %), with 3 % of the rows' images missing; 75 % train, 25 % test."""
     from multilingual_texts import LANGUAGES, TRANSFER_TEST, TRANSFER_TRAIN, multilingual_text
-    from offline_presets import TOP_CLASSES, english_text
+    from offline_presets import PAGE_IMAGE_MISSING, TOP_CLASSES, english_text, long_english_text
 
     from fluid.data.synthetic import CLASSES
 
@@ -96,8 +102,10 @@ def small_english_frames(workdir: Path, items: int, seed: int, *, multilingual: 
         rng = random.Random(f"quality-small-english:{seed}:{r['id']}")
         languages = (TRANSFER_TEST if in_test else TRANSFER_TRAIN) if transfer else LANGUAGES
         text = (multilingual_text(rng, gtype, pattern, languages=languages)[1] if multilingual else
+                long_english_text(rng, gtype, pattern) if pages else
                 english_text(rng, gtype, pattern, pattern_share=0.6))
-        rows.append({**r.to_dict(), "text": text})
+        image = None if pages and rng.random() < PAGE_IMAGE_MISSING else r["image"]
+        rows.append({**r.to_dict(), "text": text, "image": image})
     every = pd.DataFrame(rows)
     return {"train": every[~test].reset_index(drop=True), "test": every[test].reset_index(drop=True)}
 
@@ -122,7 +130,7 @@ def build_catalogue(name: str, workdir: Path, seed: int, items: int | None) -> d
     if name in ("multilingual", "multilingual-transfer"):
         return small_english_frames(workdir, items or 500, seed, multilingual=True,
                                     transfer=name == "multilingual-transfer")
-    return small_english_frames(workdir, items or 330, seed)
+    return small_english_frames(workdir, items or 330, seed, pages=name in ("product-pages", "pages-pretrained"))
 
 
 # ------------------------------------------------------------------------------------------------- systems
@@ -176,8 +184,11 @@ def probe(frames: dict[str, pd.DataFrame], encoders: tuple[str, str], seed: int)
                 t = text_encoder(text_encoder.prepare(part["text"].fillna("").tolist()))
                 m = t.mask.unsqueeze(-1).float()
                 text = (t.tokens * m).sum(1) / m.sum(1).clamp(min=1)
-                images = [Image.open(p).convert("RGB") for p in part["image"]]
-                image = image_encoder(image_encoder.prepare(images)).tokens.mean(1)
+                shown = [i for i, p in enumerate(part["image"]) if isinstance(p, str)]
+                image = torch.zeros(len(part), image_encoder.dim)  # a missing image reads as zeros
+                if shown:
+                    pictures = [Image.open(part["image"].iloc[i]).convert("RGB") for i in shown]
+                    image[shown] = image_encoder(image_encoder.prepare(pictures)).tokens.mean(1)
             rows.append(torch.cat([text, image], dim=1).numpy())
         return np.concatenate(rows)
 
