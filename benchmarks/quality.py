@@ -25,12 +25,14 @@ Catalogues (all built offline, see docs/benchmarks.md):
                   test texts in Greek, Bulgarian and Turkish: what a model reads in languages its training data
                   never showed (a rare GLAMI-1M market).
 
-Systems: every deep head with default settings (``Classifier(model, text_encoder=..., image_encoder=...)``,
-nothing else set), the classical floor ``tfidf-image-logreg``, and on ``offline-presets`` a logistic probe on
-the mean-pooled frozen encoder features and FLUID trained with modality dropout 0.3 (scored with the text
-removed too) on the catalogues with pretrained encoders. Each (catalogue, seed) draws its own catalogue and trains with that seed; the test split is
-scored once. Results (every run, then mean ± std per system) go to benchmarks/results/quality.json, which is
-rewritten after every run, and finished runs are skipped when the script is started again.
+Systems: every deep head with default settings (``Classifier(model, text_encoder=..., image_encoder=...)``, nothing
+else set), the classical floor ``tfidf-image-logreg``, and on ``offline-presets`` a logistic probe on the
+mean-pooled frozen encoder features and FLUID trained with modality dropout 0.3 (scored with the text removed too)
+on the catalogues with pretrained encoders. On request, ``auto``: ``model="auto"`` with the candidates a variant
+names (``--systems auto --variant 'ft={"candidates": ["fluid", "text-only"]}'``); its runs record the candidate
+kept. Each (catalogue, seed) draws its own catalogue and trains with that seed; the test split is scored once.
+Results (every run, then mean ± std per system) go to benchmarks/results/quality.json, which is rewritten after
+every run, and finished runs are skipped when the script is started again.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ CATALOGUES = ("realistic", "complementary", "offline-presets", "small-english", 
               "english-pretrained", "multilingual", "multilingual-transfer")
 DEEP = ("fluid", "early-fusion", "text-only", "image-only")
 SYSTEMS = (*DEEP, "floor", "probe", "fluid+md")
+#: ``model="auto"``: the candidates a ``--variant`` names (``{"candidates": [...]}``; default fluid) and the floor,
+#: the best on validation kept. Run only when asked for (``--systems auto``).
+ON_REQUEST = ("auto",)
 ENCODERS = {name: ("minilm", "efficientnet-lite0") for name in ("offline-presets", "english-pretrained",
                                                                 "pages-pretrained")}
 
@@ -154,6 +159,8 @@ def train_and_score(system: str, frames: dict[str, pd.DataFrame], encoders: tupl
     seconds = time.perf_counter() - started
     result = {"train_seconds": round(seconds, 1), "val_accuracy": clf.metrics_["validation"]["accuracy"],
               "epochs_run": clf.metrics_.get("epochs_run"), "best_epoch": clf.metrics_.get("best_epoch")}
+    if "selection" in clf.metrics_:
+        result["chosen"] = clf.metrics_["selection"]["chosen"]
     metrics = clf.evaluate(frames["test"])
     result.update(accuracy=float(metrics["accuracy"]), macro_f1=float(metrics["macro_f1"]))
     if system == "fluid+md":
@@ -254,15 +261,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fluid-quality-"))
     variants = {name: json.loads(value) for name, value in (v.split("=", 1) for v in args.variant)}
-    unknown = set(args.systems or ()) - set(SYSTEMS)
+    unknown = set(args.systems or ()) - set(SYSTEMS) - set(ON_REQUEST)
     if unknown:
-        parser.error(f"unknown systems {sorted(unknown)}; choose from {SYSTEMS}")
+        parser.error(f"unknown systems {sorted(unknown)}; choose from {SYSTEMS + ON_REQUEST}")
     runs = json.loads(args.out.read_text())["runs"] if args.out.exists() else []
     done = {(r["catalogue"], r["system"], r["seed"]) for r in runs}
     for catalogue in args.catalogues:
         systems = [s for s in args.systems or SYSTEMS
                    if catalogue in ENCODERS or s not in ("probe", "fluid+md")]  # both need pretrained encoders
-        systems += [f"{s}[{name}]" for name in variants for s in systems if s in (*DEEP, "fluid+md")]
+        systems += [f"{s}[{name}]" for name in variants for s in systems if s in (*DEEP, "fluid+md", *ON_REQUEST)]
         encoders = ENCODERS.get(catalogue, ("tiny", "tiny"))
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             todo = [s for s in systems if (catalogue, s, seed) not in done]
