@@ -81,13 +81,18 @@ def synthetic_frames(workdir: Path, mode: str, items: int, seed: int) -> dict[st
     return frames
 
 
-def small_english_frames(workdir: Path, items: int, seed: int, *, multilingual: bool = False,
-                         transfer: bool = False, pages: bool = False) -> dict[str, pd.DataFrame]:
-    """~``items`` realistic-mode drawings of the 10 largest classes, with long English texts naming the garment
-    (90 %) and the pattern (60 %) — or, ``multilingual``, short texts in seven real languages naming the same
-    (benchmarks/multilingual_texts.py), where ``transfer`` writes the training texts in four languages and the
-    test texts in the other three — or, ``pages``, ~200-word product pages naming the garment (98 %) and the
-    pattern (98 %), with 3 % of the rows' images missing; 75 % train, 25 % test."""
+#: The texts ``small_english_frames`` can write over the same drawings.
+TEXTS = ("english", "multilingual", "multilingual-transfer", "pages")
+
+
+def small_english_frames(workdir: Path, items: int, seed: int, *, texts: str = "english") -> dict[str, pd.DataFrame]:
+    """~``items`` realistic-mode drawings of the 10 largest classes, 75 % train, 25 % test, with ``texts``:
+    "english", long English texts naming the garment (90 %) and the pattern (60 %); "multilingual", short texts
+    in seven real languages naming the same (benchmarks/multilingual_texts.py); "multilingual-transfer", the
+    same with the training texts in four languages and the test texts in the other three; "pages", ~200-word
+    product pages naming the garment (98 %) and the pattern (98 %), with 3 % of the rows' images missing."""
+    if texts not in TEXTS:
+        raise ValueError(f"texts must be one of {TEXTS}, got {texts!r}")
     from multilingual_texts import LANGUAGES, TRANSFER_TEST, TRANSFER_TRAIN, multilingual_text
     from offline_presets import PAGE_IMAGE_MISSING, TOP_CLASSES, english_text, long_english_text
 
@@ -105,11 +110,11 @@ def small_english_frames(workdir: Path, items: int, seed: int, *, multilingual: 
     for (_, r), in_test in zip(every.iterrows(), test):
         pattern, gtype = r["label"].split(" ", 1)
         rng = random.Random(f"quality-small-english:{seed}:{r['id']}")
-        languages = (TRANSFER_TEST if in_test else TRANSFER_TRAIN) if transfer else LANGUAGES
-        text = (multilingual_text(rng, gtype, pattern, languages=languages)[1] if multilingual else
-                long_english_text(rng, gtype, pattern) if pages else
-                english_text(rng, gtype, pattern, pattern_share=0.6))
-        image = None if pages and rng.random() < PAGE_IMAGE_MISSING else r["image"]
+        languages = (TRANSFER_TEST if in_test else TRANSFER_TRAIN) if texts == "multilingual-transfer" else LANGUAGES
+        text = (multilingual_text(rng, gtype, pattern, languages=languages)[1] if texts.startswith("multilingual")
+                else long_english_text(rng, gtype, pattern) if texts == "pages"
+                else english_text(rng, gtype, pattern, pattern_share=0.6))
+        image = None if texts == "pages" and rng.random() < PAGE_IMAGE_MISSING else r["image"]
         rows.append({**r.to_dict(), "text": text, "image": image})
     every = pd.DataFrame(rows)
     return {"train": every[~test].reset_index(drop=True), "test": every[test].reset_index(drop=True)}
@@ -133,9 +138,9 @@ def build_catalogue(name: str, workdir: Path, seed: int, items: int | None) -> d
     if name == "english-pretrained":
         return small_english_frames(workdir, items or 800, seed)
     if name in ("multilingual", "multilingual-transfer"):
-        return small_english_frames(workdir, items or 500, seed, multilingual=True,
-                                    transfer=name == "multilingual-transfer")
-    return small_english_frames(workdir, items or 330, seed, pages=name in ("product-pages", "pages-pretrained"))
+        return small_english_frames(workdir, items or 500, seed, texts=name)
+    return small_english_frames(workdir, items or 330, seed,
+                                texts="pages" if name in ("product-pages", "pages-pretrained") else "english")
 
 
 # ------------------------------------------------------------------------------------------------- systems
