@@ -28,11 +28,11 @@ Catalogues (all built offline, see docs/benchmarks.md):
 Systems: every deep head with default settings (``Classifier(model, text_encoder=..., image_encoder=...)``, nothing
 else set), the classical floor ``tfidf-image-logreg``, and on ``offline-presets`` a logistic probe on the
 mean-pooled frozen encoder features and FLUID trained with modality dropout 0.3 (scored with the text removed too)
-on the catalogues with pretrained encoders. On request, ``auto``: ``model="auto"`` with the candidates a variant
-names (``--systems auto --variant 'ft={"candidates": ["fluid", "text-only"]}'``); its runs record the candidate
-kept. Each (catalogue, seed) draws its own catalogue and trains with that seed; the test split is scored once.
-Results (every run, then mean ± std per system) go to benchmarks/results/quality.json, which is rewritten after
-every run, and finished runs are skipped when the script is started again.
+on the catalogues with pretrained encoders. On request, ``auto``: ``model="auto"`` with its default candidates
+(``--systems auto``) or those a variant names (``--variant 'ft={"candidates": ["fluid", "text-only"]}'``); its runs
+record the candidate kept. Each (catalogue, seed) draws its own catalogue and trains with that seed; the test split
+is scored once. Results (every run, then mean ± std per system) go to benchmarks/results/quality.json, which is
+rewritten after every run, and finished runs are skipped when the script is started again.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ CATALOGUES = ("realistic", "complementary", "offline-presets", "small-english", 
               "english-pretrained", "multilingual", "multilingual-transfer")
 DEEP = ("fluid", "early-fusion", "text-only", "image-only")
 SYSTEMS = (*DEEP, "floor", "probe", "fluid+md")
-#: ``model="auto"``: the candidates a ``--variant`` names (``{"candidates": [...]}``; default fluid) and the floor,
-#: the best on validation kept. Run only when asked for (``--systems auto``).
+#: ``model="auto"``: its default candidates, or those a ``--variant`` names (``{"candidates": [...]}``), and the
+#: floor, the lowest validation log-loss kept. Run only when asked for (``--systems auto``).
 ON_REQUEST = ("auto",)
 ENCODERS = {name: ("minilm", "efficientnet-lite0") for name in ("offline-presets", "english-pretrained",
                                                                 "pages-pretrained")}

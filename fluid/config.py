@@ -57,7 +57,8 @@ class RunConfig:
     """Everything needed to reproduce a run. Every field is a CLI option or a ``Classifier`` keyword."""
 
     model: str = "fluid"  # a head, a classical model, or "auto" (train `candidates` and the floor, keep the best)
-    candidates: list[str] | None = None  # the heads model="auto" trains (None: ["fluid"])
+    # the heads model="auto" trains (None: fluid, and with every encoder frozen text-only and image-only too)
+    candidates: list[str] | None = None
     recipe: str = "auto"  # chooses every setting left at None below: "auto" or "paper"
     head: dict = field(default_factory=dict)
     text_encoder: str = PAPER_TEXT_ENCODER

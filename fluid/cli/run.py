@@ -104,7 +104,8 @@ def train(
     head: list[str] = typer.Option([], help="Head override KEY=VALUE (e.g. num_experts=8); repeatable."),
     floor: Optional[bool] = typer.Option(None, "--floor/--no-floor",
                                          help="Fit the classical baseline on the same split and compare (default on)."),
-    candidate: list[str] = typer.Option([], help="With --model auto: a head to train (repeatable; default fluid)."),
+    candidate: list[str] = typer.Option([], help="With --model auto: a head to train (repeatable; default fluid, "
+                                                  "plus text-only and image-only when every encoder is frozen)."),
 ):
     """Train a model and write its run directory."""
     from fluid import Classifier

@@ -3,7 +3,7 @@
 The keys of :func:`compute_metrics` are a public contract shared by ``fluid evaluate --json``,
 ``Classifier.evaluate`` and the experiment runner:
 
-``accuracy, macro_precision, macro_recall, macro_f1, weighted_f1, top5_accuracy, n_items, n_skipped,
+``accuracy, macro_precision, macro_recall, macro_f1, weighted_f1, top5_accuracy, log_loss, n_items, n_skipped,
 per_class, per_language, per_label_source`` (the last only when the data has label sources).
 
 Macro averages run over the classes that occur in the evaluated items' true labels or in the predictions
@@ -25,6 +25,7 @@ METRIC_KEYS = (
     "macro_f1",
     "weighted_f1",
     "top5_accuracy",
+    "log_loss",
     "n_items",
     "n_skipped",
     "per_class",
@@ -44,6 +45,23 @@ def top_k_accuracy(y_true: np.ndarray, proba: np.ndarray, k: int = 5) -> float:
     k = min(k, proba.shape[1])
     top = np.argpartition(-proba, kth=k - 1, axis=1)[:, :k]
     return float(np.mean(np.any(top == y_true[:, None], axis=1)))
+
+
+#: Probabilities are clipped to at least this before the logarithm (one confidently wrong item costs at most ~27.6).
+LOG_LOSS_EPS = 1e-12
+
+
+def log_loss(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """The mean negative log-probability of the true class over the items with a known label (``y_true`` >= 0);
+    NaN when none has one.
+
+    Args:
+        y_true: N class indices (-1: a label the model does not know, left out). proba: N x C probabilities.
+    """
+    known = y_true >= 0
+    if not known.any():
+        return float("nan")
+    return float(-np.log(np.clip(proba[known, y_true[known]], LOG_LOSS_EPS, None)).mean())
 
 
 def calibration(y_true: np.ndarray, proba: np.ndarray, bins: int = 10) -> dict:
@@ -120,7 +138,7 @@ def compute_metrics(
     n_unknown = int(np.sum(y_true < 0))
     if len(y_true) == 0:
         nan = float("nan")
-        metrics = dict.fromkeys(METRIC_KEYS[:6], nan)
+        metrics = dict.fromkeys(METRIC_KEYS[:7], nan)
     else:
         accuracy, p, r, f1, wf1 = _summary(y_true, y_pred)
         metrics = {
@@ -130,6 +148,7 @@ def compute_metrics(
             "macro_f1": f1,
             "weighted_f1": wf1,
             "top5_accuracy": top_k_accuracy(y_true, proba, 5),
+            "log_loss": log_loss(y_true, proba),
         }
     metrics["n_items"] = int(len(y_true))
     metrics["n_skipped"] = int(n_skipped)

@@ -2,6 +2,7 @@
 better of the candidates and the floor; recipe choices are written to the run directory."""
 
 import json
+import warnings
 
 import pytest
 
@@ -73,10 +74,12 @@ def test_model_auto_keeps_the_best_on_validation_and_says_why(product_frame, tmp
     clf.fit(frame, progress=False, verbose=False)
     selection = clf.metrics_["selection"]
     assert set(selection["candidates"]) == {"fluid", "text-only", "tfidf-image-logreg"}
-    assert selection["chosen"] == max(selection["candidates"], key=selection["candidates"].get)
+    assert selection["chosen"] == min(selection["candidates"], key=selection["candidates"].get)
     assert selection["chosen"] == "tfidf-image-logreg"  # one epoch at lr 1e-6 learns nothing
     assert clf.config.model == "tfidf-image-logreg" and clf.get_params()["model"] == "auto"
-    assert "highest validation" in selection["reason"]
+    assert selection["compared_on"] == "validation log_loss" and "lowest validation log_loss" in selection["reason"]
+    fluid_validation = json.loads((tmp_path / "run" / "candidates" / "fluid" / "metrics.json").read_text())
+    assert selection["candidates"]["fluid"] == pytest.approx(fluid_validation["validation"]["log_loss"])
     loaded = Classifier.load(tmp_path / "run")
     assert loaded.config.model == "tfidf-image-logreg"
     assert (loaded.predict(frame) == clf.predict(frame)).all()
@@ -92,7 +95,7 @@ def test_model_auto_keeps_a_deep_candidate_that_beats_the_floor(product_frame, t
 
     def losing_floor(*args, **kwargs):
         record = real(*args, **kwargs)
-        record["validation"] = {**record["validation"], "accuracy": -1.0, "macro_f1": -1.0}
+        record["validation"] = {**record["validation"], "log_loss": 1e9}
         return record
 
     monkeypatch.setattr(floors, "fit_floor_beside", losing_floor)
@@ -101,3 +104,44 @@ def test_model_auto_keeps_a_deep_candidate_that_beats_the_floor(product_frame, t
     assert clf.metrics_["selection"]["chosen"] == "fluid" and clf.config.model == "fluid"
     loaded = Classifier.load(tmp_path / "run")
     assert loaded.config.model == "fluid" and (tmp_path / "run" / "encoders").is_dir()
+
+
+def test_model_auto_tries_the_single_modality_heads_only_when_every_encoder_is_frozen():
+    """Frozen encoders: every head trains on cached features, so auto adds text-only and image-only (each only
+    where the catalogue has its column); an encoder that trains (from scratch or fine-tuning) keeps auto to FLUID."""
+    from fluid.config import RunConfig
+    from fluid.learners.selection import default_candidates
+
+    frozen = dict(text_encoder="tiny", image_encoder="tiny", freeze=True)
+    assert default_candidates(RunConfig(**frozen)) == ("fluid", "text-only", "image-only")
+    assert default_candidates(RunConfig()) == ("fluid", "text-only", "image-only")  # hub encoders: frozen by default
+    assert default_candidates(RunConfig.from_keywords({**frozen, "image": None})) == ("fluid", "text-only")
+    assert default_candidates(RunConfig.from_keywords({**frozen, "text": []})) == ("fluid", "image-only")
+    assert default_candidates(RunConfig(text_encoder="tiny", image_encoder="tiny")) == ("fluid",)  # from scratch
+    assert default_candidates(RunConfig(freeze=False)) == ("fluid",)
+    assert default_candidates(RunConfig(train_top_layers=2)) == ("fluid",)
+
+
+def test_model_auto_with_frozen_encoders_trains_and_compares_every_default_candidate(product_frame, tmp_path):
+    frame, root = product_frame
+    clf = Classifier("auto", image_root=str(root), path=str(tmp_path / "run"), **COLUMNS,
+                     **{**TINY, "epochs": 1, "freeze": True})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FloorWarning)  # the selection compares with the floor: no "try auto" here
+        clf.fit(frame, progress=False, verbose=False)
+    selection = clf.metrics_["selection"]
+    assert set(selection["candidates"]) == {"fluid", "text-only", "image-only", "tfidf-image-logreg"}
+    assert {p.name for p in (tmp_path / "run" / "candidates").iterdir()} == {"fluid", "text-only", "image-only"}
+    assert selection["chosen"] == min(selection["candidates"], key=selection["candidates"].get)
+    assert clf.config.model == selection["chosen"]
+
+
+def test_selection_ranks_on_the_log_loss_lowest_first_nan_last_ties_to_the_earlier():
+    from fluid.learners.floor import SELECTION_METRIC, select
+
+    assert SELECTION_METRIC == "log_loss"
+    picked = select({"fluid": 0.29, "text-only": 0.10, "image-only": float("nan"), "floor": 0.8})
+    assert picked["chosen"] == "text-only" and picked["reason"].startswith("lowest validation log_loss: text-only")
+    assert picked["compared_on"] == "validation log_loss"
+    assert select({"fluid": 0.2, "text-only": 0.2})["chosen"] == "fluid"
+    assert select({"fluid": float("nan"), "floor": 0.9})["chosen"] == "floor"

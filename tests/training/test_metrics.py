@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
+from sklearn import metrics as sklearn_metrics
 from sklearn.metrics import f1_score
 
-from fluid.training.metrics import METRIC_KEYS, calibration, compute_metrics, top_k_accuracy
+from fluid.training.metrics import METRIC_KEYS, calibration, compute_metrics, log_loss, top_k_accuracy
 
 
 def test_contract_keys_and_values_against_sklearn():
@@ -19,6 +20,7 @@ def test_contract_keys_and_values_against_sklearn():
     assert m["accuracy"] == pytest.approx(np.mean(pred == y))
     assert m["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
     assert m["weighted_f1"] == pytest.approx(f1_score(y, pred, average="weighted"))
+    assert m["log_loss"] == pytest.approx(sklearn_metrics.log_loss(y, proba, labels=[0, 1, 2, 3]))
     assert m["n_items"] == 200 and m["n_skipped"] == 3
     assert sum(c["support"] for c in m["per_class"].values()) == 200
     assert m["per_language"]["sk"]["n"] == 50
@@ -45,3 +47,12 @@ def test_top_k_and_calibration_by_hand():
 def test_shape_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match="proba must be 2 x 3"):
         compute_metrics([0, 1], np.zeros((2, 2)), ["a", "b", "c"])
+
+
+def test_log_loss_by_hand_leaves_unknown_labels_out_and_stays_finite():
+    proba = np.array([[0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [0.9, 0.1], [0.2, 0.8]])
+    y = np.array([0, 0, 0, 1, -1])  # three items of class a at p=0.5, one of class b at p=0.1, one unknown label
+    assert log_loss(y, proba) == pytest.approx((3 * np.log(2) + np.log(10)) / 4)
+    assert compute_metrics(y, proba, ["a", "b"])["log_loss"] == pytest.approx(log_loss(y, proba))
+    assert np.isnan(log_loss(np.array([-1]), proba[:1]))
+    assert log_loss(np.array([1]), np.array([[1.0, 0.0]])) == pytest.approx(-np.log(1e-12))  # clipped, finite
