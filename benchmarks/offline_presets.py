@@ -140,8 +140,10 @@ def long_english_text(rng: random.Random, gtype: str, pattern: str, *, words: in
         sentences += [f"Style the {rng.choice(SYNONYMS[gtype])} with your favourite accessories.",
                       f"A {rng.choice(SYNONYMS[gtype])} that works from morning to evening."]
     fillers = rng.sample(PAGE_FILLERS + FILLERS, len(PAGE_FILLERS) + len(FILLERS))
-    while sum(len(s.split()) for s in sentences) < words and fillers:
+    count = sum(len(s.split()) for s in sentences)
+    while count < words and fillers:
         sentences.append(fillers.pop())
+        count += len(sentences[-1].split())
     rng.shuffle(sentences)
     return f"{brand} {colour} {pattern_word}{noun}".strip() + "\n" + " ".join(sentences)
 
